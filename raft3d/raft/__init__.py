@@ -5,6 +5,7 @@ Twisted driver (L{RaftNode}) that feeds it time, messages and disk results.
 
 from ._interfaces import (
     ApplyListener,
+    CommitTimeout,
     ConfigurationChangeError,
     CorruptStorage,
     IPeerTransport,
@@ -52,6 +53,7 @@ __all__ = [
     "AppendEntries",
     "AppendEntriesResponse",
     "ApplyListener",
+    "CommitTimeout",
     "Configuration",
     "ConfigurationChangeError",
     "CorruptStorage",

@@ -218,6 +218,13 @@ class ProposalDropped(RaftError):
     """
 
 
+class CommitTimeout(RaftError):
+    """
+    The proposal was not known to be applied in time: it may still commit.
+    Retry with the same session to apply it at most once.
+    """
+
+
 class LeadershipTransferInProgress(RaftError):
     """
     The leader is handing over and accepts no proposals for now.

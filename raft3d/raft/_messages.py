@@ -342,7 +342,7 @@ def _decode_entry(raw: object) -> Entry:
         or raw[0] < 1
         or raw[1] < 0
     ):
-        raise ProtocolError(f"malformed entry {raw!r:.80}")
+        raise ProtocolError("malformed entry")
     try:
         etype = EntryType(raw[2])
     except ValueError:
@@ -374,8 +374,8 @@ def _decode_value(kind: str, key: str, value: object) -> Any:
     if kind == "config":
         try:
             return Configuration.from_wire(value)
-        except ValueError as e:
-            raise ProtocolError(str(e)) from None
+        except ValueError:
+            raise ProtocolError(f"field {key!r} is not a configuration") from None
     raise AssertionError(kind)
 
 
@@ -398,9 +398,10 @@ def decode_message(raw: object) -> Message:
     """
     if not isinstance(raw, dict):
         raise ProtocolError("a message must be a map")
-    cls = MESSAGE_TYPES.get(raw.get("type"))  # type: ignore[arg-type]
+    kind = raw.get("type")
+    cls = MESSAGE_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        raise ProtocolError(f"unknown message type {raw.get('type')!r:.40}")
+        raise ProtocolError(f"unknown message type {str(kind)[:40]!r}")
     kwargs: dict[str, Any] = {}
     for key, attr, kind in cls._wire:
         if key not in raw:

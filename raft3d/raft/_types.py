@@ -64,7 +64,7 @@ class Member:
             or not all(isinstance(v, str) for v in value[:3])
             or not isinstance(value[3], bool)
         ):
-            raise ValueError(f"malformed member {value!r}")
+            raise ValueError("malformed member")
         return cls(value[0], value[1], value[2], value[3])
 
 
@@ -105,7 +105,7 @@ class Configuration:
     @classmethod
     def from_wire(cls, value: object) -> Configuration:
         if not isinstance(value, list):
-            raise ValueError(f"malformed configuration {value!r}")
+            raise ValueError("malformed configuration")
         return cls(tuple(Member.from_wire(v) for v in value))
 
 
@@ -141,7 +141,7 @@ class SnapshotMeta:
             or type(value.get("i")) is not int
             or type(value.get("t")) is not int
         ):
-            raise ValueError(f"malformed snapshot metadata {value!r}")
+            raise ValueError("malformed snapshot metadata")
         return cls(value["i"], value["t"], Configuration.from_wire(value.get("c")))
 
 

@@ -1,6 +1,13 @@
 """
 Durable storage for a Raft node: metadata file, append-only log segments and
 snapshot files, written in order by one writer thread.
+
+L{DiskStorage} is the real one; L{MemoryStorage} simulates a disk, with
+latency and power loss, for deterministic simulation of a whole cluster.
+Both provide L{raft3d.raft.IRaftStorage}.
 """
 
-__all__: list[str] = []
+from ._disk import DiskStorage
+from ._memory import MemoryStorage
+
+__all__ = ["DiskStorage", "MemoryStorage"]

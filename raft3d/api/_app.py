@@ -1,0 +1,582 @@
+# -*- test-case-name: tests.api.test_app -*-
+"""
+L{FarmAPI}: the Klein REST API of a Raft3D node.
+
+Routes only decode, delegate and encode.  A write is validated here (so a bad
+request costs no trip through the log), turned into a command carrying the
+ids and timestamps this node chose, and proposed to the engine; the state
+machine's result is the answer.  When this node is not the leader the request
+is forwarded to the leader and its answer relayed.  A read waits for the
+engine's read index, so that it is linearizable on every node, then reads the
+local L{FarmState}; C{?consistency=stale} skips the wait.
+
+Every failure is raised and mapped in one place, the error handlers at the end
+of the class, to a JSON body C{{"error": {"code", "message"}}}; see
+C{docs/farm.md} for the table.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Callable, ClassVar, Final, TypeVar, cast
+from urllib.parse import parse_qsl, quote
+
+from klein import Klein
+from klein.resource import KleinResource
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import RequestRedirect
+
+from ..farm import (
+    MAX_FILEPATH_LENGTH,
+    MAX_ID_LENGTH,
+    MAX_NAME_LENGTH,
+    FarmError,
+    FarmState,
+    MalformedCommand,
+    Page,
+    check_filament_type,
+    check_id,
+    check_text,
+    check_weight,
+    create_filament,
+    create_print_job,
+    create_printer,
+    parse_status,
+    set_print_job_status,
+    unwrap,
+)
+from ..raft import IRaftNode, Member, NotLeader, RaftError
+from ._errors import APIError, bad_request, farm_error_status, raft_error_to_api, unavailable
+from ._forward import FORWARDED_HEADER, HTTPClient, forward
+from ._json import parse_json_object, to_json_bytes
+from ._paging import decode_cursor, encode_cursor, next_link, parse_limit
+from ._request import MAX_BODY_BYTES, HTTPRequest, read_body
+
+_T = TypeVar("_T")
+
+API_PREFIX: Final = "/api/v1"
+MAX_IDEMPOTENCY_KEY_LENGTH: Final = 200
+MAX_QUERY_FIELDS: Final = 16
+
+_JSON: Final = b"application/json"
+_GET_PARAMS: Final = frozenset({"consistency"})
+_LIST_PARAMS: Final = frozenset({"consistency", "limit", "cursor"})
+_JOB_LIST_PARAMS: Final = _LIST_PARAMS | {"status", "printer_id", "filament_id"}
+_NO_PARAMS: Final = frozenset[str]()
+
+
+def _uuid4() -> str:
+    return str(uuid.uuid4())
+
+
+def iso_now(clock: IReactorTime) -> str:
+    """
+    The clock's time as an ISO-8601 UTC string with milliseconds.
+    """
+    return (
+        datetime.fromtimestamp(clock.seconds(), tz=UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+def _deadline(d: Deferred[_T], seconds: float, clock: IReactorTime) -> Deferred[_T]:
+    """
+    Follow C{d} for at most C{seconds}, then errback with a 503 C{timeout}.
+
+    C{d} belongs to the engine and is not cancelled: the command may still be
+    applied, and its result is then simply dropped.
+    """
+    out: Deferred[_T] = Deferred()
+
+    def expire() -> None:
+        if not out.called:
+            out.errback(
+                unavailable(
+                    "timeout",
+                    f"no answer within {seconds:g} s; the request may still take effect:"
+                    " retry with the same Idempotency-Key",
+                )
+            )
+
+    call = clock.callLater(seconds, expire)
+
+    def settle(result: object) -> None:
+        if call.active():
+            call.cancel()
+        if not out.called:
+            if isinstance(result, Failure):
+                out.errback(result)
+            else:
+                out.callback(result)  # type: ignore[arg-type]
+
+    d.addBoth(settle)
+    return out
+
+
+def _query(request: HTTPRequest, allowed: frozenset[str]) -> dict[str, str]:
+    """
+    The query parameters, each at most once and all in C{allowed}.  Parsed
+    from the raw URI rather than C{request.args}, which C{twisted.web} mixes
+    with form-encoded bodies.
+    """
+    raw = request.uri.partition(b"?")[2]
+    if not raw:
+        return {}
+    try:
+        pairs = parse_qsl(
+            raw.decode("ascii"),
+            keep_blank_values=True,
+            encoding="utf-8",
+            errors="strict",
+            max_num_fields=MAX_QUERY_FIELDS,
+        )
+    except ValueError:
+        raise bad_request("malformed query string")
+    params: dict[str, str] = {}
+    for key, value in pairs:
+        if key not in allowed:
+            raise bad_request(f"unknown query parameter {key!r:.80}")
+        if key in params:
+            raise bad_request(f"query parameter {key} given more than once")
+        params[key] = value
+    return params
+
+
+def _check_fields(
+    body: dict[str, Any], required: tuple[str, ...], optional: tuple[str, ...] = ()
+) -> None:
+    """
+    Refuse a body with unknown or missing fields (a typo must not silently
+    fall back to a default).
+    """
+    unknown = sorted(k for k in body if k not in required and k not in optional)
+    if unknown:
+        raise bad_request(f"unknown field(s): {', '.join(unknown)}"[:300])
+    missing = [k for k in required if k not in body]
+    if missing:
+        raise bad_request(f"missing field(s): {', '.join(missing)}")
+
+
+def _idempotency_key(request: HTTPRequest) -> str | None:
+    values = request.requestHeaders.getRawHeaders(b"idempotency-key")
+    if not values:
+        return None
+    if len(values) > 1:
+        raise bad_request("Idempotency-Key given more than once")
+    raw = values[0]
+    if 0 < len(raw) <= MAX_IDEMPOTENCY_KEY_LENGTH and raw.isascii():
+        key: str = raw.decode("ascii")
+        if key.isprintable() and not key.isspace():
+            return key
+    raise bad_request(
+        f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII characters"
+    )
+
+
+def _json(request: HTTPRequest, status: int, value: Any) -> bytes:
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", _JSON)
+    return to_json_bytes(value)
+
+
+def _error(
+    request: HTTPRequest, status: int, code: str, message: str, headers: Any = None
+) -> bytes:
+    if headers:
+        for name, value in headers.items():
+            request.setHeader(name, value)
+    return _json(request, status, {"error": {"code": code, "message": message}})
+
+
+class _JSONKleinResource(KleinResource):
+    """
+    Klein's resource, except that a path that is not UTF-8 gets a JSON 400
+    (Klein answers it with plain text before any error handler runs).
+    """
+
+    def render(self, request: IRequest) -> Any:
+        typed = cast(HTTPRequest, request)
+        try:
+            b"/".join(typed.postpath).decode("utf-8")
+            typed.getRequestHostname().decode("utf-8")
+        except UnicodeDecodeError:
+            return _error(typed, 400, "invalid_request", "the URL is not valid UTF-8")
+        return super().render(request)
+
+
+class FarmAPI:
+    """
+    The REST API of one node.
+
+    @param node: the local Raft node.
+    @param farm: the state machine that C{node} applies to.
+    @param clock: for timestamps and timeouts.
+    @param id_factory: makes the id of each new object (uuid4 strings).
+    @param now: the current time as an ISO-8601 UTC string (from C{clock}).
+    @param http_client: forwards writes to the leader (the C{treq} module by
+        default; give it a C{treq.HTTPClient} on the service's reactor).
+    @param forward_timeout: seconds to wait for the leader's full answer.
+    @param request_timeout: seconds to wait for a commit or a read index.
+    @param max_body_bytes: largest accepted request body.
+    """
+
+    app: ClassVar[Klein] = Klein()
+    _log: ClassVar[Logger] = Logger()
+
+    def __init__(
+        self,
+        node: IRaftNode,
+        farm: FarmState,
+        clock: IReactorTime,
+        id_factory: Callable[[], str] = _uuid4,
+        now: Callable[[], str] | None = None,
+        http_client: HTTPClient | None = None,
+        *,
+        forward_timeout: float = 5.0,
+        request_timeout: float = 10.0,
+        max_body_bytes: int = MAX_BODY_BYTES,
+    ) -> None:
+        if not IRaftNode.providedBy(node):
+            raise TypeError(f"{node!r} does not provide IRaftNode")
+        if not isinstance(farm, FarmState):
+            raise TypeError(f"{farm!r} is not a FarmState")
+        self._node = node
+        self._farm = farm
+        self._clock = clock
+        self._new_id = id_factory
+        self._now: Callable[[], str] = now if now is not None else (lambda: iso_now(clock))
+        if http_client is None:
+            import treq
+
+            http_client = cast(HTTPClient, treq)
+        self._http: HTTPClient = http_client
+        self._forward_timeout = forward_timeout
+        self._request_timeout = request_timeout
+        self._max_body = max_body_bytes
+
+    def resource(self) -> IResource:
+        """
+        The C{twisted.web} resource serving this API (give the C{Site}
+        L{BoundedRequest} as its request factory).
+        """
+        resource: IResource = _JSONKleinResource(self.app)
+        return resource
+
+    # -- printers -------------------------------------------------------------
+
+    @app.route(f"{API_PREFIX}/printers", methods=["POST"])
+    async def create_printer(self, request: HTTPRequest) -> bytes:
+        _query(request, _NO_PARAMS)
+        body = read_body(request, self._max_body)
+        fields = parse_json_object(body)
+        _check_fields(fields, ("company", "model"))
+        command = create_printer(
+            id=self._new_id(),
+            company=check_text(fields["company"], "company", MAX_NAME_LENGTH),
+            model=check_text(fields["model"], "model", MAX_NAME_LENGTH),
+            at=self._now(),
+        )
+        return await self._write(request, body, command, "printer", "printers")
+
+    @app.route(f"{API_PREFIX}/printers", methods=["GET"])
+    async def list_printers(self, request: HTTPRequest) -> bytes:
+        params = _query(request, _LIST_PARAMS)
+        after, limit = _paging(params, "printer")
+        await self._read_barrier(params)
+        return _page(request, params, "printer", self._farm.printers(after, limit))
+
+    @app.route(f"{API_PREFIX}/printers/<string:printer_id>", methods=["GET"])
+    async def get_printer(self, request: HTTPRequest, printer_id: str) -> bytes:
+        await self._read_barrier(_query(request, _GET_PARAMS))
+        printer = self._farm.get_printer(printer_id)
+        if printer is None:
+            raise APIError(404, "printer_not_found", f"printer {printer_id} does not exist")
+        return _json(request, 200, printer.to_json())
+
+    # -- filaments ------------------------------------------------------------
+
+    @app.route(f"{API_PREFIX}/filaments", methods=["POST"])
+    async def create_filament(self, request: HTTPRequest) -> bytes:
+        _query(request, _NO_PARAMS)
+        body = read_body(request, self._max_body)
+        fields = parse_json_object(body)
+        _check_fields(
+            fields,
+            ("type", "color", "total_weight_in_grams"),
+            ("remaining_weight_in_grams",),
+        )
+        total = check_weight(fields["total_weight_in_grams"], "total_weight_in_grams")
+        remaining = check_weight(
+            fields.get("remaining_weight_in_grams", total), "remaining_weight_in_grams", 0
+        )
+        if remaining > total:
+            raise bad_request("remaining_weight_in_grams must not exceed total_weight_in_grams")
+        command = create_filament(
+            id=self._new_id(),
+            type=check_filament_type(fields["type"]),
+            color=check_text(fields["color"], "color", MAX_NAME_LENGTH),
+            total_weight_in_grams=total,
+            remaining_weight_in_grams=remaining,
+            at=self._now(),
+        )
+        return await self._write(request, body, command, "filament", "filaments")
+
+    @app.route(f"{API_PREFIX}/filaments", methods=["GET"])
+    async def list_filaments(self, request: HTTPRequest) -> bytes:
+        params = _query(request, _LIST_PARAMS)
+        after, limit = _paging(params, "filament")
+        await self._read_barrier(params)
+        return _page(request, params, "filament", self._farm.filaments(after, limit))
+
+    @app.route(f"{API_PREFIX}/filaments/<string:filament_id>", methods=["GET"])
+    async def get_filament(self, request: HTTPRequest, filament_id: str) -> bytes:
+        await self._read_barrier(_query(request, _GET_PARAMS))
+        filament = self._farm.get_filament(filament_id)
+        if filament is None:
+            raise APIError(404, "filament_not_found", f"filament {filament_id} does not exist")
+        return _json(request, 200, filament.to_json())
+
+    # -- print jobs -----------------------------------------------------------
+
+    @app.route(f"{API_PREFIX}/print_jobs", methods=["POST"])
+    async def create_print_job(self, request: HTTPRequest) -> bytes:
+        _query(request, _NO_PARAMS)
+        body = read_body(request, self._max_body)
+        fields = parse_json_object(body)
+        _check_fields(fields, ("printer_id", "filament_id", "filepath", "print_weight_in_grams"))
+        command = create_print_job(
+            id=self._new_id(),
+            printer_id=check_id(fields["printer_id"], "printer_id"),
+            filament_id=check_id(fields["filament_id"], "filament_id"),
+            filepath=check_text(fields["filepath"], "filepath", MAX_FILEPATH_LENGTH),
+            print_weight_in_grams=check_weight(
+                fields["print_weight_in_grams"], "print_weight_in_grams"
+            ),
+            at=self._now(),
+        )
+        return await self._write(request, body, command, "print_job", "print_jobs")
+
+    @app.route(f"{API_PREFIX}/print_jobs", methods=["GET"])
+    async def list_print_jobs(self, request: HTTPRequest) -> bytes:
+        params = _query(request, _JOB_LIST_PARAMS)
+        after, limit = _paging(params, "print_job")
+        status = parse_status(params["status"]) if "status" in params else None
+        await self._read_barrier(params)
+        page = self._farm.jobs(
+            status=status,
+            printer_id=params.get("printer_id"),
+            filament_id=params.get("filament_id"),
+            after=after,
+            limit=limit,
+        )
+        return _page(request, params, "print_job", page)
+
+    @app.route(f"{API_PREFIX}/print_jobs/<string:job_id>", methods=["GET"])
+    async def get_print_job(self, request: HTTPRequest, job_id: str) -> bytes:
+        await self._read_barrier(_query(request, _GET_PARAMS))
+        job = self._farm.get_job(job_id)
+        if job is None:
+            raise APIError(404, "job_not_found", f"print job {job_id} does not exist")
+        return _json(request, 200, job.to_json())
+
+    @app.route(f"{API_PREFIX}/print_jobs/<string:job_id>/status", methods=["POST"])
+    async def set_print_job_status(self, request: HTTPRequest, job_id: str) -> bytes:
+        params = _query(request, frozenset({"status"}))
+        body = read_body(request, self._max_body)
+        requested = params.get("status")
+        if body.strip():
+            fields = parse_json_object(body)
+            _check_fields(fields, (), ("status",))
+            if "status" in fields:
+                in_body = parse_status(fields["status"])
+                if requested is not None and parse_status(requested) is not in_body:
+                    raise bad_request("the query and the body ask for different statuses")
+                requested = in_body.value
+        if requested is None:
+            raise bad_request('missing status (use ?status=Running or a body {"status": ...})')
+        target = parse_status(requested)
+        if len(job_id) > MAX_ID_LENGTH:
+            raise APIError(404, "job_not_found", f"print job {job_id:.80} does not exist")
+        command = set_print_job_status(id=job_id, status=target.value, at=self._now())
+        return await self._write(request, body, command, "print_job", None)
+
+    # -- node status ----------------------------------------------------------
+
+    @app.route("/status", methods=["GET"])
+    def status(self, request: HTTPRequest) -> bytes:
+        st = self._node.status()
+        leader = st.leader
+        return _json(
+            request,
+            200,
+            {
+                "id": st.node_id,
+                "state": st.role,
+                "is_leader": st.is_leader,
+                "term": st.term,
+                "leader_id": st.leader_id,
+                "leader_raft_addr": leader.raft_addr if leader is not None else None,
+                "leader_http_addr": (leader.http_addr or None) if leader is not None else None,
+                "commit_index": st.commit_index,
+                "applied_index": st.applied_index,
+                "last_log_index": st.last_log_index,
+                "snapshot_index": st.snapshot_index,
+                "members": [
+                    {
+                        "id": m.node_id,
+                        "raft_addr": m.raft_addr,
+                        "http_addr": m.http_addr,
+                        "voter": m.voter,
+                    }
+                    for m in st.members
+                ],
+            },
+        )
+
+    # -- plumbing -------------------------------------------------------------
+
+    async def _write(
+        self,
+        request: HTTPRequest,
+        body: bytes,
+        command: dict[str, Any],
+        kind: str,
+        collection: str | None,
+    ) -> bytes:
+        """
+        Propose C{command} and answer with the C{kind} object of its result:
+        201 with a C{Location} when C{collection} names where it was created,
+        200 otherwise.  With an C{Idempotency-Key} the command runs in the
+        session C{idem:<key>}, so a retry gets the first result.
+        """
+        key = _idempotency_key(request)
+        session = (f"idem:{key}", 1) if key is not None else None
+        try:
+            result = await _deadline(
+                self._node.propose(command, session=session), self._request_timeout, self._clock
+            )
+        except NotLeader as e:
+            return await self._forward(request, body, e.leader)
+        obj = unwrap(result).get(kind)
+        if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
+            raise APIError(
+                422,
+                "idempotency_key_reused",
+                "this Idempotency-Key was first used for a different kind of request",
+            )
+        if collection is None:
+            return _json(request, 200, obj)
+        request.setHeader(
+            b"location", f"{API_PREFIX}/{collection}/{quote(obj['id'], safe='')}".encode()
+        )
+        return _json(request, 201, obj)
+
+    async def _forward(self, request: HTTPRequest, body: bytes, leader: Member | None) -> bytes:
+        """
+        Relay the request to C{leader}, once.
+        """
+        if request.getHeader(FORWARDED_HEADER) is not None:
+            raise unavailable("no_leader", "this node is not the leader; retry later")
+        if leader is None or not leader.http_addr or leader.node_id == self._node.node_id:
+            raise unavailable("no_leader", "no leader is known; retry later")
+        try:
+            answer = await forward(
+                self._http, self._clock, self._forward_timeout, request, leader.http_addr, body
+            )
+        except Exception as e:
+            self._log.info(
+                "forwarding to leader {leader} failed: {error!r}", leader=leader.node_id, error=e
+            )
+            raise unavailable("no_leader", f"the leader {leader.node_id} cannot be reached")
+        request.setResponseCode(answer.code)
+        for name, value in answer.headers.items():
+            request.setHeader(name, value)
+        return answer.body
+
+    async def _read_barrier(self, params: dict[str, str]) -> None:
+        """
+        Wait until a linearizable read may be served locally, unless the
+        client asked for C{consistency=stale}.
+        """
+        mode = params.get("consistency", "linearizable").lower()
+        if mode == "stale":
+            return
+        if mode != "linearizable":
+            raise bad_request("consistency must be linearizable or stale")
+        await _deadline(self._node.read_index(), self._request_timeout, self._clock)
+
+    # -- error mapping (order matters: the first matching handler answers) ----
+
+    @app.handle_errors(APIError)
+    def _api_error(self, request: HTTPRequest, failure: Failure) -> bytes:
+        e = failure.value
+        assert isinstance(e, APIError)
+        return _error(request, e.status, e.code, e.message, e.headers)
+
+    @app.handle_errors(FarmError)
+    def _farm_error(self, request: HTTPRequest, failure: Failure) -> bytes:
+        e = failure.value
+        assert isinstance(e, FarmError)
+        code = "invalid_request" if isinstance(e, MalformedCommand) else e.code
+        return _error(request, farm_error_status(e), code, e.message)
+
+    @app.handle_errors(RaftError)
+    def _raft_error(self, request: HTTPRequest, failure: Failure) -> bytes:
+        e = failure.value
+        assert isinstance(e, RaftError)
+        api = raft_error_to_api(e)
+        return _error(request, api.status, api.code, api.message, api.headers)
+
+    @app.handle_errors(HTTPException)
+    def _routing_error(self, request: HTTPRequest, failure: Failure) -> bytes:
+        e = failure.value
+        if isinstance(e, NotFound):
+            return _error(request, 404, "not_found", "no such resource")
+        if isinstance(e, MethodNotAllowed):
+            allowed = ", ".join(sorted(e.valid_methods or ()))
+            return _error(
+                request,
+                405,
+                "method_not_allowed",
+                f"method {request.method.decode('ascii', 'replace')} is not allowed here",
+                {"Allow": allowed},
+            )
+        if isinstance(e, RequestRedirect):
+            return _error(request, e.code, "redirect", "see Location", {"Location": e.new_url})
+        assert isinstance(e, HTTPException)
+        return _error(request, e.code or 500, "http_error", str(e.description)[:300])
+
+    @app.handle_errors(Exception)
+    def _unexpected_error(self, request: HTTPRequest, failure: Failure) -> bytes:
+        self._log.failure(
+            "unhandled error serving {method} {uri}",
+            failure,
+            method=request.method,
+            uri=request.uri,
+        )
+        return _error(request, 500, "internal_error", "internal server error")
+
+
+def _paging(params: dict[str, str], kind: str) -> tuple[int, int | None]:
+    after = decode_cursor(kind, params["cursor"]) if "cursor" in params else -1
+    limit = parse_limit(params["limit"]) if "limit" in params else None
+    return after, limit
+
+
+def _page(request: HTTPRequest, params: dict[str, str], kind: str, page: Page[Any]) -> bytes:
+    """
+    Answer with a page of a listing, and a C{Link} to the next one if any.
+    """
+    if page.next_after is not None:
+        path = f"{API_PREFIX}/{kind}s"
+        link = next_link(path, params, encode_cursor(kind, page.next_after))
+        request.setHeader(b"link", link.encode("utf-8"))
+    return _json(request, 200, [item.to_json() for item in page.items])

@@ -1,0 +1,855 @@
+# -*- test-case-name: tests.raft.test_node -*-
+"""
+The Twisted driver of the consensus core.
+
+L{RaftNode} owns a L{RaftCore} and does its I/O: it ticks it from the
+injected clock, hands it peer messages, batches the proposals of one reactor
+turn into one log append, persists through L{IRaftStorage} (one ordered
+writer, one fsync per batch), sends through L{IPeerTransport}, applies
+committed entries to the L{IStateMachine}, takes snapshots and streams them
+to lagging followers.  Everything that depends on time or chance is injected,
+so the simulation in C{tests/raft} drives many nodes on one L{Clock}.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import zlib
+from collections import deque
+from typing import Any, Callable
+
+import attrs
+import cbor2
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from ._core import CoreSettings, MembershipOp, RaftCore, Ready, ReadState, Role
+from ._interfaces import (
+    ApplyListener,
+    CommitTimeout,
+    ConfigurationChangeError,
+    IPeerTransport,
+    IRaftNode,
+    IRaftStorage,
+    IStateMachine,
+    NodeStatus,
+    NoLeader,
+    PersistBatch,
+    ProposalDropped,
+    RaftError,
+)
+from ._messages import InstallSnapshot, InstallSnapshotResponse, Message
+from ._sessions import SessionTable
+from ._types import Configuration, Entry, EntryType, Member, NodeIdentity, SnapshotMeta
+
+SNAPSHOT_FORMAT = 1
+
+
+@attrs.frozen
+class NodeSettings:
+    """
+    Tuning of a node.  Times are in seconds of the injected clock.
+
+    @ivar tick_interval: one logical tick of the core.
+    @ivar election_ticks: minimum election timeout in ticks (randomized up
+        to twice that).
+    @ivar snapshot_threshold: take a snapshot every this many applied
+        entries.
+    @ivar trailing_entries: entries kept in the log behind a snapshot, so
+        slightly lagging followers catch up without a snapshot.
+    """
+
+    tick_interval: float = 0.05
+    election_ticks: int = 10
+    heartbeat_ticks: int = 1
+    max_inflight: int = 64
+    max_append_bytes: int = 1 << 20
+    pre_vote: bool = True
+    check_quorum: bool = True
+    snapshot_threshold: int = 8192
+    trailing_entries: int = 1024
+    snapshot_chunk_size: int = 1 << 20
+    snapshot_window: int = 4
+    snapshot_timeout: float = 10.0
+    proposal_timeout: float = 10.0
+    read_timeout: float = 5.0
+    session_ttl: float = 24 * 3600.0
+    persist_retry: float = 1.0
+
+    def core_settings(self) -> CoreSettings:
+        return CoreSettings(
+            election_ticks=self.election_ticks,
+            heartbeat_ticks=self.heartbeat_ticks,
+            max_inflight=self.max_inflight,
+            max_append_bytes=self.max_append_bytes,
+            pre_vote=self.pre_vote,
+            check_quorum=self.check_quorum,
+        )
+
+
+class _Pending:
+    """
+    A proposal or membership change waiting to be applied at C{index}.
+    """
+
+    __slots__ = ("term", "deferred", "command", "deadline")
+
+    def __init__(self, term: int, deferred: Deferred[Any], command: Any, deadline: float) -> None:
+        self.term = term
+        self.deferred = deferred
+        self.command = command
+        self.deadline = deadline
+
+
+class _OutgoingSnapshot:
+    """
+    A snapshot being streamed to one follower with a window of chunks in
+    flight; on silence the sender goes back to the last acknowledged byte.
+    """
+
+    def __init__(self, meta: SnapshotMeta, data: bytes, now: float) -> None:
+        self.meta = meta
+        self.data = data
+        self.checksum = zlib.crc32(data)
+        self.acked = 0
+        self.sent = 0
+        self.started = False
+        self.progress_at = now
+        self.resent_at = now
+
+
+class _IncomingSnapshot:
+    def __init__(self, key: tuple[Any, ...]) -> None:
+        self.key = key
+        self.buffer = bytearray()
+
+
+@implementer(IRaftNode)
+class RaftNode:
+    """
+    One Raft server.
+
+    @ivar on_fatal: called with a reason when the node had to halt because
+        its storage can no longer be trusted (the service exits so that a
+        supervisor restarts it from disk).
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        node_id: str,
+        *,
+        clock: IReactorTime,
+        storage: IRaftStorage,
+        transport: IPeerTransport,
+        state_machine: IStateMachine,
+        settings: NodeSettings | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self._clock = clock
+        self._storage = storage
+        self._transport = transport
+        self._sm = state_machine
+        self.settings = settings or NodeSettings()
+        self._rng = rng or random.Random()
+        self._core: RaftCore | None = None
+        self.identity = NodeIdentity(node_id)
+        self.applied_index = 0
+        self._sessions = SessionTable(self.settings.session_ttl)
+        self._latest_snapshot: tuple[SnapshotMeta, bytes] | None = None
+        self._snapshotting = False
+
+        self._queue: list[tuple[list[Any], Deferred[Any]]] = []
+        self._pending: dict[int, _Pending] = {}
+        self._deadlines: deque[tuple[float, int]] = deque()
+        self._read_ids = 0
+        self._reads: dict[int, tuple[Deferred[int], float]] = {}
+        self._read_waiters: list[tuple[int, int, Deferred[int]]] = []
+        self._transfers: list[tuple[str, Deferred[str], float]] = []
+        self._listeners: list[ApplyListener] = []
+        self._event_listeners: list[Callable[[tuple[str, ...]], None]] = []
+        self._notifications: list[tuple[int, Any, Any]] = []
+        self._outgoing: dict[str, _OutgoingSnapshot] = {}
+        self._incoming: _IncomingSnapshot | None = None
+        self._incoming_data: bytes | None = None
+
+        self._ticker: LoopingCall | None = None
+        self._process_call: IDelayedCall | None = None
+        self._notify_call: IDelayedCall | None = None
+        self._retry_call: IDelayedCall | None = None
+        self._halted = False
+        self._fatal: str | None = None
+        self.on_fatal: Callable[[str], None] = lambda reason: None
+
+    # -- life cycle --------------------------------------------------------------
+
+    @property
+    def core(self) -> RaftCore:
+        assert self._core is not None, "node not started"
+        return self._core
+
+    def start(self, *, bootstrap: Configuration | None = None, cluster_id: str = "") -> None:
+        """
+        Load storage and start ticking.  With C{bootstrap}, a node whose
+        storage is empty writes that initial configuration; a node with data
+        just resumes, whatever the arguments (restart with the same command
+        line).
+        """
+        loaded = self._storage.load()
+        if loaded.identity is None:
+            self.identity = NodeIdentity(self.node_id, cluster_id if bootstrap else "")
+            self._storage.set_identity(self.identity).addErrback(self._storage_failed)
+        else:
+            if loaded.identity.node_id != self.node_id:
+                raise ValueError(
+                    f"the data directory belongs to node {loaded.identity.node_id!r},"
+                    f" not {self.node_id!r}"
+                )
+            self.identity = loaded.identity
+        self._core = RaftCore(
+            self.node_id,
+            settings=self.settings.core_settings(),
+            rng=self._rng,
+            hard_state=loaded.hard_state,
+            snapshot=loaded.snapshot,
+            entries=loaded.entries,
+        )
+        if loaded.snapshot is not None and loaded.snapshot_data is not None:
+            self._restore(loaded.snapshot, loaded.snapshot_data)
+        if bootstrap is not None and loaded.identity is None:
+            self._core.bootstrap(bootstrap)
+            self.log.info(
+                "{node}: bootstrapped cluster {cluster} with {members}",
+                node=self.node_id,
+                cluster=self.identity.cluster_id,
+                members=", ".join(m.node_id for m in bootstrap.members),
+            )
+        self._transport.start(self._receive)
+        self._update_peers(self._core.configuration)
+        self._ticker = LoopingCall(self._tick)
+        self._ticker.clock = self._clock
+        self._ticker.start(self.settings.tick_interval, now=False)
+        self._schedule()
+
+    def adopt_cluster_id(self, cluster_id: str) -> None:
+        """
+        A fresh node was contacted by a member of cluster C{cluster_id}.
+        """
+        if self.identity.cluster_id == cluster_id:
+            return
+        self.identity = NodeIdentity(self.node_id, cluster_id)
+        self.log.info("{node}: joined cluster {cluster}", node=self.node_id, cluster=cluster_id)
+        self._storage.set_identity(self.identity).addErrback(self._storage_failed)
+
+    def stop(self) -> Deferred[None]:
+        """
+        Stop ticking and close transport and storage.
+        """
+        self._halt()
+        d: Deferred[None] = self._transport.stop()
+        d.addBoth(lambda _: self._storage.close())
+        return d
+
+    def halt(self) -> None:
+        """
+        Stop dead, as if the process were killed: no flushing, no goodbyes.
+        (The simulation's crash; storage decides what survives.)
+        """
+        self._halt()
+
+    def _halt(self) -> None:
+        self._halted = True
+        if self._ticker is not None and self._ticker.running:
+            self._ticker.stop()
+        for call in (self._process_call, self._notify_call, self._retry_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._process_call = self._notify_call = self._retry_call = None
+
+    # -- public API -----------------------------------------------------------------
+
+    def propose(self, command: Any, session: tuple[str, int] | None = None) -> Deferred[Any]:
+        if self._halted:
+            return fail(NoLeader("node is stopped"))
+        client, seq = session if session is not None else (None, 0)
+        d: Deferred[Any] = Deferred()
+        self._queue.append(([command, client, seq], d))
+        self._schedule()
+        return d
+
+    def read_index(self) -> Deferred[int]:
+        if self._halted:
+            return fail(NoLeader("node is stopped"))
+        self._read_ids += 1
+        rid = self._read_ids
+        d: Deferred[int] = Deferred()
+        self._reads[rid] = (d, self._clock.seconds() + self.settings.read_timeout)
+        self.core.request_read(rid)
+        self._schedule()
+        return d
+
+    def status(self) -> NodeStatus:
+        core = self.core
+        role = core.role
+        name = "Candidate" if role is Role.PRE_CANDIDATE else role.value
+        return NodeStatus(
+            node_id=self.node_id,
+            role=name,
+            term=core.term,
+            leader_id=core.leader_id,
+            commit_index=core.commit_index,
+            applied_index=self.applied_index,
+            last_log_index=core.log.last_index,
+            snapshot_index=core.snapshot.index,
+            members=core.configuration.members,
+        )
+
+    def add_apply_listener(self, listener: ApplyListener) -> None:
+        self._listeners.append(listener)
+
+    def add_event_listener(self, listener: Callable[[tuple[str, ...]], None]) -> None:
+        """
+        Call C{listener} synchronously with each core event (role and leader
+        changes...): for logs, metrics and the simulation's invariant checks.
+        """
+        self._event_listeners.append(listener)
+
+    def add_learner(self, member: Member) -> Deferred[None]:
+        return self._change(MembershipOp.ADD_LEARNER, member)
+
+    def remove(self, node_id: str) -> Deferred[None]:
+        return self._change(MembershipOp.REMOVE, Member(node_id, ""))
+
+    def promote(self, node_id: str) -> Deferred[None]:
+        """
+        Promote a learner once it has caught up; retries on every tick until
+        the proposal timeout.
+        """
+        deadline = self._clock.seconds() + self.settings.proposal_timeout
+        result: Deferred[None] = Deferred()
+
+        def attempt() -> None:
+            d = self._change(MembershipOp.PROMOTE, Member(node_id, ""))
+
+            def retry(f: Failure) -> Failure | None:
+                f.trap(ConfigurationChangeError)
+                if "caught up" in str(f.value) and self._clock.seconds() < deadline:
+                    self._clock.callLater(self.settings.tick_interval, attempt)
+                    return None
+                return f
+
+            d.addCallbacks(result.callback, retry)
+            d.addErrback(result.errback)
+
+        attempt()
+        return result
+
+    def _change(self, op: MembershipOp, member: Member) -> Deferred[None]:
+        try:
+            index, term = self.core.change_membership(op, member)
+        except RaftError as e:
+            return fail(e)
+        d: Deferred[None] = Deferred()
+        self._track(index, term, d, None)
+        self.log.info(
+            "{node}: proposed {op} {member} at index {index}",
+            node=self.node_id,
+            op=op.value,
+            member=member.node_id,
+            index=index,
+        )
+        self._schedule()
+        return d
+
+    def transfer_leadership(self, node_id: str | None = None) -> Deferred[str]:
+        try:
+            target = self.core.transfer_leadership(node_id)
+        except RaftError as e:
+            return fail(e)
+        d: Deferred[str] = Deferred()
+        timeout = 3 * self.settings.election_ticks * self.settings.tick_interval
+        self._transfers.append((target, d, self._clock.seconds() + timeout))
+        self.log.info("{node}: handing leadership to {target}", node=self.node_id, target=target)
+        self._schedule()
+        return d
+
+    def take_snapshot(self) -> Deferred[SnapshotMeta | None]:
+        """
+        Snapshot the state machine now (on demand; also automatic every
+        C{snapshot_threshold} entries).  Fires with the snapshot's metadata,
+        or L{None} when there is nothing new to snapshot.
+        """
+        return self._snapshot_now()
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        if self._process_call is None and not self._halted:
+            self._process_call = self._clock.callLater(0, self._process)
+
+    def _tick(self) -> None:
+        if self._halted:
+            return
+        self.core.tick()
+        self._expire()
+        self._check_snapshot_sends()
+        self._schedule()
+
+    def _receive(self, message: Message) -> None:
+        if self._halted or self._core is None:
+            return
+        self._core.step(message)
+        if isinstance(message, InstallSnapshotResponse):
+            self._on_snapshot_response(message)
+        self._schedule()
+
+    def _process(self) -> None:
+        self._process_call = None
+        if self._halted:
+            return
+        self._flush_proposals()
+        while not self._halted:
+            ready = self.core.take_ready()
+            if ready is None:
+                break
+            self._handle(ready)
+
+    def _flush_proposals(self) -> None:
+        if not self._queue:
+            return
+        queue, self._queue = self._queue, []
+        now = self._clock.seconds()
+        payloads = []
+        for envelope, _ in queue:
+            envelope.append(now)
+            payloads.append(cbor2.dumps(envelope))
+        try:
+            positions = self.core.propose(payloads)
+        except RaftError as e:
+            for _, d in queue:
+                d.errback(e)
+            return
+        for (index, term), (envelope, d) in zip(positions, queue):
+            self._track(index, term, d, envelope)
+
+    def _track(self, index: int, term: int, d: Deferred[Any], command: Any) -> None:
+        deadline = self._clock.seconds() + self.settings.proposal_timeout
+        self._pending[index] = _Pending(term, d, command, deadline)
+        self._deadlines.append((deadline, index))
+
+    def _handle(self, ready: Ready) -> None:
+        send = self._transport.send
+        for to, message in ready.messages:
+            send(to, message)
+        if ready.configuration is not None:
+            self._update_peers(ready.configuration)
+        if ready.install_snapshot is not None:
+            self._install(ready.install_snapshot)
+        if ready.hard_state is not None or ready.entries or ready.persisted_messages:
+            d = self._storage.save(PersistBatch(ready.hard_state, ready.entries))
+            d.addCallbacks(self._persisted, self._persist_failed, (ready,), None, (ready,))
+        if ready.committed:
+            self._apply(ready.committed)
+        for rs in ready.read_states:
+            self._read_ready(rs)
+        for rid in ready.failed_reads:
+            self._read_failed(rid)
+        for peer in ready.snapshot_sends:
+            self._start_snapshot_send(peer)
+        for chunk in ready.snapshot_chunks:
+            self._on_snapshot_chunk(chunk)
+        for event in ready.events:
+            self._on_event(event)
+        if ready.events:
+            self._check_transfers()
+        if self.core.role is not Role.LEADER and self._outgoing:
+            self._outgoing.clear()
+        self._maybe_snapshot()
+
+    def _persisted(self, _: object, ready: Ready) -> None:
+        if self._halted:
+            return
+        send = self._transport.send
+        for to, message in ready.persisted_messages:
+            send(to, message)
+        if ready.persist_mark is not None:
+            self.core.on_persisted(*ready.persist_mark)
+        self._schedule()
+
+    def _persist_failed(self, failure: Failure, ready: Ready) -> None:
+        if self._halted:
+            return
+        self.log.error(
+            "{node}: log write failed, will retry: {error}",
+            node=self.node_id,
+            error=failure.getErrorMessage(),
+        )
+        self.core.on_persist_failed()
+        if self._retry_call is None:
+            def retry() -> None:
+                self._retry_call = None
+                self._schedule()
+
+            self._retry_call = self._clock.callLater(self.settings.persist_retry, retry)
+
+    def _storage_failed(self, failure: Failure) -> None:
+        """
+        A write whose failure leaves memory and disk disagreeing (identity,
+        snapshot install): halt, so that a restart reloads from disk.
+        """
+        self._fatal = failure.getErrorMessage()
+        self.log.critical(
+            "{node}: storage failure, halting: {error}", node=self.node_id, error=self._fatal
+        )
+        self._halt()
+        self.on_fatal(self._fatal)
+
+    def _update_peers(self, configuration: Configuration) -> None:
+        self._transport.set_peers(
+            {m.node_id: m.raft_addr for m in configuration.members if m.node_id != self.node_id}
+        )
+
+    def _on_event(self, event: tuple[str, ...]) -> None:
+        for listener in self._event_listeners:
+            listener(event)
+        kind = event[0]
+        if kind == "role":
+            self.log.info(
+                "{node}: became {role} in term {term}", node=self.node_id, role=event[1], term=event[2]
+            )
+        elif kind == "leader":
+            self.log.info(
+                "{node}: leader is {leader} in term {term}",
+                node=self.node_id,
+                leader=event[1],
+                term=event[2],
+            )
+        elif kind == "lost_quorum":
+            self.log.warn(
+                "{node}: stepping down in term {term}: no contact with a majority",
+                node=self.node_id,
+                term=event[1],
+            )
+        elif kind == "transfer_aborted":
+            self.log.warn(
+                "{node}: leadership transfer to {target} timed out",
+                node=self.node_id,
+                target=event[1],
+            )
+            for target, d, _ in self._transfers:
+                if target == event[1] and self.core.role is Role.LEADER:
+                    d.errback(ConfigurationChangeError(f"transfer to {target} timed out"))
+            self._transfers = [t for t in self._transfers if not t[1].called]
+        elif kind == "removed":
+            self.log.info("{node}: removed from the cluster, stepping down", node=self.node_id)
+        else:
+            self.log.info("{node}: {event}", node=self.node_id, event=" ".join(event))
+
+    def _check_transfers(self) -> None:
+        core = self.core
+        keep = []
+        for target, d, deadline in self._transfers:
+            if d.called:
+                continue
+            if core.role is not Role.LEADER and core.leader_id == target:
+                d.callback(target)
+            else:
+                keep.append((target, d, deadline))
+        self._transfers = keep
+
+    # -- applying ---------------------------------------------------------------------
+
+    def _apply(self, entries: tuple[Entry, ...]) -> None:
+        pending = self._pending
+        for entry in entries:
+            index = entry.index
+            if index <= self.applied_index:
+                continue
+            waiter = pending.pop(index, None)
+            if waiter is not None and waiter.term != entry.term:
+                waiter.deferred.errback(ProposalDropped(f"entry {index} was overwritten"))
+                waiter = None
+            result: Any = None
+            if entry.type is EntryType.NORMAL:
+                # Always decode what the log holds, so the leader applies
+                # exactly what its followers apply.
+                command, client, seq, timestamp = cbor2.loads(entry.data)
+                result = self._apply_command(index, command, client, seq, timestamp)
+                self._notifications.append((index, command, result))
+            self.applied_index = index
+            if waiter is not None:
+                waiter.deferred.callback(result)
+        if self._notifications and self._notify_call is None:
+            self._notify_call = self._clock.callLater(0, self._notify)
+        self._release_reads()
+
+    def _apply_command(
+        self, index: int, command: Any, client: str | None, seq: int, timestamp: float
+    ) -> Any:
+        self._sessions.advance(timestamp)
+        if client is not None:
+            seen, result = self._sessions.lookup(client, seq)
+            if seen:
+                return result
+        try:
+            result = self._sm.apply(index, command)
+        except Exception:
+            # Deterministic on every replica (same code, same command), so
+            # recording the failure keeps replicas identical.
+            self.log.failure("{node}: state machine failed on entry {index}", node=self.node_id, index=index)
+            result = {"error": {"code": "internal", "message": "command failed"}}
+        if client is not None:
+            self._sessions.record(client, seq, result)
+        return result
+
+    def _notify(self) -> None:
+        self._notify_call = None
+        notifications, self._notifications = self._notifications, []
+        for listener in self._listeners:
+            for index, command, result in notifications:
+                try:
+                    listener(index, command, result)
+                except Exception:
+                    self.log.failure("apply listener failed")
+
+    def _expire(self) -> None:
+        now = self._clock.seconds()
+        while self._deadlines and self._deadlines[0][0] <= now:
+            deadline, index = self._deadlines.popleft()
+            waiter = self._pending.get(index)
+            if waiter is not None and waiter.deadline == deadline:
+                del self._pending[index]
+                waiter.deferred.errback(CommitTimeout(f"entry {index} not applied in time"))
+        for rid, (d, deadline) in list(self._reads.items()):
+            if deadline <= now:
+                del self._reads[rid]
+                d.errback(NoLeader("read index not confirmed in time"))
+        for target, d, deadline in self._transfers:
+            if deadline <= now and not d.called:
+                d.errback(ConfigurationChangeError(f"transfer to {target} timed out"))
+        self._transfers = [t for t in self._transfers if not t[1].called]
+
+    # -- reads ----------------------------------------------------------------------
+
+    def _read_ready(self, rs: ReadState) -> None:
+        found = self._reads.pop(rs.request_id, None)
+        if found is None:
+            return
+        d = found[0]
+        if rs.index <= self.applied_index:
+            d.callback(rs.index)
+        else:
+            heapq.heappush(self._read_waiters, (rs.index, rs.request_id, d))
+
+    def _read_failed(self, rid: int) -> None:
+        found = self._reads.pop(rid, None)
+        if found is not None:
+            found[0].errback(NoLeader("leadership could not be confirmed"))
+
+    def _release_reads(self) -> None:
+        waiters = self._read_waiters
+        while waiters and waiters[0][0] <= self.applied_index:
+            index, _, d = heapq.heappop(waiters)
+            d.callback(index)
+
+    # -- snapshots --------------------------------------------------------------------
+
+    def _encode_snapshot(self) -> bytes:
+        return cbor2.dumps(
+            {"v": SNAPSHOT_FORMAT, "sm": self._sm.snapshot(), "sessions": self._sessions.to_wire()}
+        )
+
+    def _restore(self, meta: SnapshotMeta, data: bytes) -> None:
+        decoded = cbor2.loads(data)
+        self._sm.restore(decoded["sm"])
+        self._sessions = SessionTable(self.settings.session_ttl)
+        self._sessions.restore(decoded["sessions"])
+        self.applied_index = meta.index
+        self._latest_snapshot = (meta, data)
+        for index in [i for i in self._pending if i <= meta.index]:
+            self._pending.pop(index).deferred.errback(
+                CommitTimeout(f"entry {index} was replaced by a snapshot; outcome unknown")
+            )
+        self._release_reads()
+
+    def _maybe_snapshot(self) -> None:
+        if (
+            not self._snapshotting
+            and self.applied_index - self.core.snapshot.index >= self.settings.snapshot_threshold
+        ):
+            self._snapshot_now()
+
+    def _snapshot_now(self) -> Deferred[SnapshotMeta | None]:
+        core = self.core
+        index = self.applied_index
+        if self._snapshotting or index <= core.snapshot.index:
+            return succeed(None)
+        term = core.log.term_at(index)
+        if term is None:
+            return succeed(None)
+        meta = SnapshotMeta(index, term, core.configuration_at(index))
+        data = self._encode_snapshot()
+        self._snapshotting = True
+        started = self._clock.seconds()
+
+        def written(_: object) -> SnapshotMeta:
+            self._snapshotting = False
+            if self._halted:
+                return meta
+            self._latest_snapshot = (meta, data)
+            core.snapshot_taken(meta)
+            upto = meta.index - self.settings.trailing_entries
+            if upto > 0:
+                core.compact(upto)
+                self._storage.compact(upto).addErrback(
+                    lambda f: self.log.error("compaction failed: {e}", e=f.getErrorMessage())
+                )
+            self.log.info(
+                "{node}: snapshot at index {index} ({size} bytes, {secs:.3f}s)",
+                node=self.node_id,
+                index=meta.index,
+                size=len(data),
+                secs=self._clock.seconds() - started,
+            )
+            return meta
+
+        def failed(f: Failure) -> None:
+            self._snapshotting = False
+            self.log.error("{node}: snapshot failed: {e}", node=self.node_id, e=f.getErrorMessage())
+
+        d = self._storage.save_snapshot(meta, data)
+        d.addCallbacks(written, failed)
+        return d
+
+    def _install(self, meta: SnapshotMeta) -> None:
+        data = self._incoming_data
+        self._incoming_data = None
+        assert data is not None
+        self._restore(meta, data)
+        self.log.info(
+            "{node}: installed snapshot at index {index} from the leader",
+            node=self.node_id,
+            index=meta.index,
+        )
+        self._storage.install_snapshot(meta, data).addErrback(self._storage_failed)
+
+    def _start_snapshot_send(self, peer: str) -> None:
+        if peer in self._outgoing:
+            return
+        if self._latest_snapshot is None:
+            self.core.report_snapshot(peer, False)
+            return
+        meta, data = self._latest_snapshot
+        self.log.info(
+            "{node}: sending snapshot at index {index} to {peer}",
+            node=self.node_id,
+            index=meta.index,
+            peer=peer,
+        )
+        self._outgoing[peer] = _OutgoingSnapshot(meta, data, self._clock.seconds())
+        self._pump_snapshot(peer)
+
+    def _pump_snapshot(self, peer: str) -> None:
+        out = self._outgoing[peer]
+        core = self.core
+        size = len(out.data)
+        chunk = self.settings.snapshot_chunk_size
+        window = chunk * self.settings.snapshot_window
+        while (out.sent < size or not out.started) and out.sent - out.acked < window:
+            end = min(out.sent + chunk, size)
+            self._transport.send(
+                peer,
+                InstallSnapshot(
+                    term=core.term,
+                    sender=self.node_id,
+                    last_index=out.meta.index,
+                    last_term=out.meta.term,
+                    configuration=out.meta.configuration,
+                    offset=out.sent,
+                    data=out.data[out.sent : end],
+                    done=end >= size,
+                    size=size,
+                    checksum=out.checksum,
+                ),
+            )
+            out.started = True
+            out.sent = end
+            if end >= size:
+                break
+
+    def _on_snapshot_response(self, m: InstallSnapshotResponse) -> None:
+        out = self._outgoing.get(m.sender)
+        if out is None or self.core.role is not Role.LEADER:
+            return
+        if m.done:
+            del self._outgoing[m.sender]
+            return
+        if m.last_index != out.meta.index:
+            return
+        now = self._clock.seconds()
+        if not m.success:
+            out.acked = out.sent = 0
+            out.started = False
+            out.progress_at = out.resent_at = now
+        elif m.offset > out.acked:
+            out.acked = m.offset
+            out.sent = max(out.sent, m.offset)
+            out.progress_at = out.resent_at = now
+        elif m.offset < out.acked:
+            # The follower lost what it had (it restarted): resume there.
+            out.acked = out.sent = m.offset
+            out.started = m.offset > 0
+            out.resent_at = now
+        else:
+            return
+        self._pump_snapshot(m.sender)
+
+    def _check_snapshot_sends(self) -> None:
+        now = self._clock.seconds()
+        for peer, out in list(self._outgoing.items()):
+            if now - out.progress_at > self.settings.snapshot_timeout:
+                del self._outgoing[peer]
+                self.log.warn("{node}: snapshot to {peer} timed out", node=self.node_id, peer=peer)
+                self.core.report_snapshot(peer, False)
+            elif now - out.resent_at > max(0.5, 10 * self.settings.tick_interval):
+                # Nothing acknowledged for a while: a chunk was lost, go back
+                # to the last acknowledged byte.
+                out.sent = out.acked
+                out.started = out.acked > 0
+                out.resent_at = now
+                self._pump_snapshot(peer)
+
+    def _on_snapshot_chunk(self, m: InstallSnapshot) -> None:
+        core = self.core
+        key = (m.sender, m.last_index, m.last_term, m.size, m.checksum)
+        if m.offset == 0 and (self._incoming is None or self._incoming.key != key):
+            self._incoming = _IncomingSnapshot(key)
+        incoming = self._incoming
+        if incoming is None or incoming.key != key:
+            core.ack_snapshot_chunk(m.sender, m.last_index, 0, False)
+            return
+        buffer = incoming.buffer
+        if m.offset == len(buffer):
+            buffer += m.data
+        if len(buffer) > m.size:
+            self._incoming = None
+            core.ack_snapshot_chunk(m.sender, m.last_index, 0, False)
+            return
+        if m.done and m.offset + len(m.data) == len(buffer) == m.size:
+            self._incoming = None
+            if zlib.crc32(buffer) != m.checksum:
+                self.log.warn("{node}: snapshot checksum mismatch, asking again", node=self.node_id)
+                core.ack_snapshot_chunk(m.sender, m.last_index, 0, False)
+                return
+            meta = SnapshotMeta(m.last_index, m.last_term, m.configuration)
+            if core.install_snapshot(m.sender, meta):
+                self._incoming_data = bytes(buffer)
+            return
+        core.ack_snapshot_chunk(m.sender, m.last_index, len(buffer), True)

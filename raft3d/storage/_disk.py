@@ -1,0 +1,753 @@
+# -*- test-case-name: tests.storage.test_disk -*-
+"""
+L{DiskStorage}: the real storage of a node, in one directory.
+
+Every write runs on a single dedicated writer thread, in call order, so the
+reactor never waits for the disk and the on-disk state only ever moves by
+whole calls.  Consecutive L{save<DiskStorage.save>} calls that queue up
+while the writer is busy are written with one C{write} and made durable with
+one C{fdatasync} (group commit), which is what makes many small Raft batches
+cheap.  Results travel back to the reactor thread with C{callFromThread}.
+
+The file formats live in L{_segments}, L{_snapshots} and L{_metadata}; the
+decisions shared with L{MemoryStorage<raft3d.storage.MemoryStorage>} live in
+L{_rules}.  C{docs/storage.md} describes formats, recovery and durability.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from functools import partial
+from typing import Callable, Protocol, Sequence, Union, cast
+
+import attrs
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorCore, IReactorFromThreads
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
+
+from ..raft._interfaces import CorruptStorage, IRaftStorage, LoadedState, PersistBatch
+from ..raft._types import Entry, HardState, NodeIdentity, SnapshotMeta
+from ._errors import FormatError
+from ._fileio import (
+    TMP_SUFFIX,
+    as_storage_error,
+    atomic_write,
+    fdatasync,
+    fsync_dir,
+    write_all,
+)
+from ._metadata import METADATA_NAME, decode_metadata, encode_metadata
+from ._rules import (
+    LogPlan,
+    check_log_against_snapshot,
+    compaction_limit,
+    fallback_covers,
+    next_index,
+    snapshots_to_delete,
+)
+from ._segments import (
+    HEADER_SIZE,
+    BadRecord,
+    check_segment_header,
+    encode_records,
+    find_intact_record,
+    parse_segment_name,
+    scan_records,
+    segment_header,
+    segment_name,
+)
+from ._snapshots import (
+    decode_snapshot,
+    encode_snapshot_header,
+    parse_snapshot_name,
+    snapshot_name,
+)
+
+DEFAULT_SEGMENT_SIZE = 64 * 1024 * 1024
+CORRUPT_SUFFIX = ".corrupt"
+"""Suffix given to a damaged snapshot that was skipped, kept for inspection."""
+
+
+@attrs.define
+class _Segment:
+    """
+    The in-memory index of one segment file: where each record starts, so
+    that truncation is a single C{ftruncate}.
+    """
+
+    path: str
+    first_index: int
+    offsets: list[int]
+    size: int
+
+    @property
+    def last_index(self) -> int:
+        return self.first_index + len(self.offsets) - 1
+
+
+@attrs.frozen
+class _SetIdentity:
+    identity: NodeIdentity
+    deferred: Deferred[None]
+
+
+@attrs.frozen
+class _Save:
+    batch: PersistBatch
+    deferred: Deferred[None]
+
+
+@attrs.frozen
+class _SaveSnapshot:
+    meta: SnapshotMeta
+    data: bytes
+    install: bool
+    deferred: Deferred[None]
+
+
+@attrs.frozen
+class _Compact:
+    upto_index: int
+    deferred: Deferred[None]
+
+
+@attrs.frozen
+class _Close:
+    deferred: Deferred[None]
+
+
+_Op = Union[_SetIdentity, _Save, _SaveSnapshot, _Compact, _Close]
+_Results = list[tuple[Deferred[None], Union[Failure, None]]]
+
+
+class _Runner(Protocol):
+    """
+    Where writer work runs and where its results are delivered.
+    """
+
+    def submit(self, work: Callable[[], None]) -> None:
+        """Run C{work} on the writer."""
+
+    def deliver(self, fn: Callable[[], None]) -> None:
+        """Run C{fn} on the reactor thread."""
+
+    def stop(self) -> None:
+        """Release the writer; called on the reactor thread."""
+
+
+class _ThreadRunner:
+    """
+    The production runner: one dedicated thread, results delivered with
+    C{callFromThread}.
+    """
+
+    def __init__(self, reactor: IReactorFromThreads, name: str) -> None:
+        self._reactor = reactor
+        self._pool = ThreadPool(minthreads=1, maxthreads=1, name=name)
+        self._pool.start()
+        self._stopped = False
+        self._trigger: object | None = None
+        if IReactorCore.providedBy(reactor):
+            # Without close() a live non-daemon thread would keep the process
+            # from exiting; stop it with the reactor as a last resort.
+            self._trigger = cast(IReactorCore, reactor).addSystemEventTrigger(
+                "during", "shutdown", self.stop
+            )
+
+    def submit(self, work: Callable[[], None]) -> None:
+        self._pool.callInThread(work)
+
+    def deliver(self, fn: Callable[[], None]) -> None:
+        self._reactor.callFromThread(fn)
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._trigger is not None:
+            try:
+                cast(IReactorCore, self._reactor).removeSystemEventTrigger(self._trigger)
+            except (ValueError, KeyError):
+                pass
+        self._pool.stop()
+
+
+class _InlineRunner:
+    """
+    The test runner: work runs at once and results are delivered at once,
+    so tests need neither a reactor nor a thread.
+    """
+
+    def submit(self, work: Callable[[], None]) -> None:
+        work()
+
+    def deliver(self, fn: Callable[[], None]) -> None:
+        fn()
+
+    def stop(self) -> None:
+        pass
+
+
+def _failure_of(error: BaseException) -> Failure:
+    return Failure(error)  # type: ignore[no-untyped-call]
+
+
+def _fire(results: _Results, then: Callable[[], None] | None = None) -> None:
+    if then is not None:
+        then()
+    for d, failure in results:
+        if failure is None:
+            d.callback(None)
+        else:
+            d.errback(failure)
+
+
+@implementer(IRaftStorage)
+class DiskStorage:
+    """
+    Metadata, log segments and snapshots in one directory (C{--raft-dir}).
+
+    Call L{load} once, before any write.
+
+    @param directory: created by L{load} if missing.
+    @param reactor: delivers results to the reactor thread.  Required
+        unless C{_synchronous}.
+    @param segment_size: a new segment is started once the current one has
+        reached this many bytes (a batch is never split, so a segment may
+        exceed it by one batch).
+    @param log: where recovery warnings go.
+    @param _synchronous: test hook: run writes inline and fire their
+        Deferreds at once, with no thread.  Group commit still applies to
+        saves made while a write is in progress (by a callback fired in the
+        middle of a drain, or by a test's patched C{os} function).
+    """
+
+    def __init__(
+        self,
+        directory: str,
+        *,
+        reactor: IReactorFromThreads | None = None,
+        segment_size: int = DEFAULT_SEGMENT_SIZE,
+        log: Logger | None = None,
+        _synchronous: bool = False,
+    ) -> None:
+        if reactor is None and not _synchronous:
+            raise TypeError("DiskStorage needs a reactor")
+        if segment_size < 1:
+            raise ValueError("segment_size must be positive")
+        self._dir = directory
+        self._reactor = reactor
+        self._segment_size = segment_size
+        self._log = log if log is not None else Logger()
+        self._synchronous = _synchronous
+
+        # Reactor-side state.
+        self._loaded = False
+        self._closing = False
+        self._closed = False
+        self._close_waiters: list[Deferred[None]] = []
+        self._runner: _Runner | None = None
+        self._lock = threading.Lock()
+        self._queue: list[_Op] = []
+        self._draining = False
+
+        # Writer-side state, set up by load().
+        self._identity: NodeIdentity | None = None
+        self._hard_state = HardState()
+        self._segments: list[_Segment] = []
+        self._fd: int | None = None
+        self._fd_path: str | None = None
+        self._needs_trim = False
+        self._snapshots: dict[tuple[int, int], str] = {}
+
+    # -- start-up ---------------------------------------------------------
+
+    def load(self) -> LoadedState:
+        """
+        Read and check everything, repair a torn tail, and return it.
+
+        @raise CorruptStorage: on damage that a crash cannot explain.
+        """
+        if self._loaded:
+            raise RuntimeError("load() may only be called once")
+        os.makedirs(self._dir, exist_ok=True)
+        names = sorted(os.listdir(self._dir))
+        changed = False
+        for name in names:
+            if name.endswith(TMP_SUFFIX):
+                self._log.info("Removing leftover temporary file {name}", name=name)
+                os.unlink(self._path(name))
+                changed = True
+        identity, hard_state = self._read_metadata()
+        segments, entries, seg_changed = self._load_segments(names)
+        changed = changed or seg_changed
+        first = entries[0].index if entries else None
+        last = entries[-1].index if entries else None
+        snapshot, data, snap_changed = self._load_snapshots(names, first, last)
+        changed = changed or snap_changed
+        try:
+            verdict = check_log_against_snapshot(
+                snapshot, first, last, lambda i: entries[i - entries[0].index].term
+            )
+        except ValueError as e:
+            raise CorruptStorage(segments[0].path, HEADER_SIZE, str(e))
+        if verdict == "discard":
+            self._log.warn(
+                "Log {first}..{last} does not continue snapshot {index}/{term}; discarding it",
+                first=first,
+                last=last,
+                index=snapshot.index if snapshot else None,
+                term=snapshot.term if snapshot else None,
+            )
+            for seg in reversed(segments):
+                os.unlink(seg.path)
+            segments, entries, changed = [], [], True
+        if changed:
+            fsync_dir(self._dir)
+        self._identity = identity
+        self._hard_state = hard_state
+        self._segments = segments
+        self._loaded = True
+        return LoadedState(
+            identity=identity,
+            hard_state=hard_state,
+            snapshot=snapshot,
+            snapshot_data=data,
+            entries=tuple(entries),
+        )
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self._dir, name)
+
+    def _read_metadata(self) -> tuple[NodeIdentity | None, HardState]:
+        path = self._path(METADATA_NAME)
+        try:
+            with open(path, "rb") as f:
+                buf = f.read()
+        except FileNotFoundError:
+            return None, HardState()
+        try:
+            return decode_metadata(buf)
+        except FormatError as e:
+            raise CorruptStorage(path, e.offset, e.reason)
+
+    def _load_segments(self, names: Sequence[str]) -> tuple[list[_Segment], list[Entry], bool]:
+        found = sorted(
+            (first, name) for name in names if (first := parse_segment_name(name)) is not None
+        )
+        segments: list[_Segment] = []
+        entries: list[Entry] = []
+        changed = False
+        for position, (first, name) in enumerate(found):
+            path = self._path(name)
+            is_last = position == len(found) - 1
+            with open(path, "rb") as f:
+                buf = f.read()
+            header_damage = check_segment_header(buf)
+            if header_damage is None:
+                result = scan_records(buf, first)
+                found_entries, offsets, end = result.entries, result.offsets, result.end
+                damage = result.damage
+                lo_index = first + len(found_entries) + 1
+            else:
+                found_entries, offsets, end = [], [], 0
+                damage = header_damage
+                lo_index = first
+            if damage is not None:
+                if not is_last or isinstance(damage, BadRecord):
+                    raise CorruptStorage(path, damage.offset, damage.reason)
+                later = find_intact_record(buf, damage.offset, lo_index)
+                if later is not None:
+                    raise CorruptStorage(
+                        path,
+                        damage.offset,
+                        f"{damage.reason}; an intact record follows at offset {later}",
+                    )
+                self._log.warn(
+                    "Torn tail in {path} at offset {offset} ({reason}); truncating",
+                    path=path,
+                    offset=damage.offset,
+                    reason=damage.reason,
+                )
+                if found_entries:
+                    with open(path, "r+b") as f:
+                        f.truncate(end)
+                        f.flush()
+                        fdatasync(f.fileno())
+            if not found_entries:
+                if not is_last:
+                    raise CorruptStorage(path, HEADER_SIZE, "empty segment before the last one")
+                os.unlink(path)
+                changed = True
+                continue
+            if entries and first != entries[-1].index + 1:
+                raise CorruptStorage(
+                    path, 0, f"segment starts at index {first}, expected {entries[-1].index + 1}"
+                )
+            segments.append(_Segment(path, first, offsets, end))
+            entries.extend(found_entries)
+        return segments, entries, changed
+
+    def _load_snapshots(
+        self, names: Sequence[str], first: int | None, last: int | None
+    ) -> tuple[SnapshotMeta | None, bytes | None, bool]:
+        found = sorted(
+            ((key, name) for name in names if (key := parse_snapshot_name(name)) is not None),
+            reverse=True,
+        )
+        skipped: list[tuple[tuple[int, int], str, FormatError]] = []
+        chosen: tuple[SnapshotMeta, bytes] | None = None
+        for key, name in found:
+            path = self._path(name)
+            with open(path, "rb") as f:
+                buf = f.read()
+            try:
+                meta, data = decode_snapshot(buf)
+                if (meta.index, meta.term) != key:
+                    raise FormatError(
+                        0, f"content is snapshot {meta.index}/{meta.term}, not what its name says"
+                    )
+            except FormatError as e:
+                skipped.append((key, path, e))
+                continue
+            chosen = (meta, data)
+            break
+        if skipped:
+            (newest_index, _), path, error = skipped[0]
+            fallback = chosen[0].index if chosen is not None else 0
+            if not fallback_covers(fallback, newest_index, first, last):
+                raise CorruptStorage(
+                    path,
+                    error.offset,
+                    f"{error.reason}; no older snapshot and log cover index {newest_index}",
+                )
+            for _, path, error in skipped:
+                self._log.warn(
+                    "Skipping damaged snapshot {path} (offset {offset}: {reason});"
+                    " the older snapshot and the log cover it",
+                    path=path,
+                    offset=error.offset,
+                    reason=error.reason,
+                )
+                os.replace(path, path + CORRUPT_SUFFIX)
+        bad = {key for key, _, _ in skipped}
+        self._snapshots = {key: name for key, name in found if key not in bad}
+        if chosen is None:
+            return None, None, bool(skipped)
+        return chosen[0], chosen[1], bool(skipped)
+
+    # -- the reactor side -------------------------------------------------
+
+    def set_identity(self, identity: NodeIdentity) -> Deferred[None]:
+        return self._enqueue(_SetIdentity(identity, Deferred()))
+
+    def save(self, batch: PersistBatch) -> Deferred[None]:
+        return self._enqueue(_Save(batch, Deferred()))
+
+    def save_snapshot(self, meta: SnapshotMeta, data: bytes) -> Deferred[None]:
+        return self._enqueue(_SaveSnapshot(meta, data, False, Deferred()))
+
+    def install_snapshot(self, meta: SnapshotMeta, data: bytes) -> Deferred[None]:
+        return self._enqueue(_SaveSnapshot(meta, data, True, Deferred()))
+
+    def compact(self, upto_index: int) -> Deferred[None]:
+        return self._enqueue(_Compact(upto_index, Deferred()))
+
+    def close(self) -> Deferred[None]:
+        """
+        Finish queued work, close files and stop the writer thread.  Calling
+        it again is harmless: the Deferred fires once the first close is
+        done.
+        """
+        if self._closed:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._close_waiters.append(waiter)
+        if self._closing:
+            return waiter
+        if self._runner is None:
+            self._closing = True
+            self._closed_now()
+        else:
+            self._enqueue(_Close(Deferred())).addBoth(self._closed_now)
+            self._closing = True
+        return waiter
+
+    def _closed_now(self, result: object = None) -> None:
+        # Runs on the reactor thread once the writer has closed its files
+        # (or at once when it never started).
+        if self._runner is None:
+            self._close_files()
+        self._closed = True
+        waiters, self._close_waiters = self._close_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def _enqueue(self, op: _Op) -> Deferred[None]:
+        if self._closing:
+            return fail(RuntimeError("storage is closed"))
+        if not self._loaded:
+            raise RuntimeError("call load() before writing")
+        if self._runner is None:
+            if self._synchronous:
+                self._runner = _InlineRunner()
+            else:
+                assert self._reactor is not None
+                self._runner = _ThreadRunner(self._reactor, f"raft3d-storage:{self._dir}")
+        with self._lock:
+            self._queue.append(op)
+            if self._draining:
+                return op.deferred
+            self._draining = True
+        self._runner.submit(self._drain)
+        return op.deferred
+
+    # -- the writer side --------------------------------------------------
+
+    def _drain(self) -> None:
+        """
+        Run queued operations until the queue is empty.  Each pass takes
+        everything queued so far, so saves that arrived while the previous
+        pass was writing form one group commit.
+        """
+        runner = self._runner
+        assert runner is not None
+        while True:
+            with self._lock:
+                ops, self._queue = self._queue, []
+                if not ops:
+                    self._draining = False
+                    return
+            i = 0
+            while i < len(ops):
+                op = ops[i]
+                then: Callable[[], None] | None = None
+                j = i + 1
+                if isinstance(op, _Save):
+                    while j < len(ops) and isinstance(ops[j], _Save):
+                        j += 1
+                elif isinstance(op, _Close):
+                    then = runner.stop
+                try:
+                    if isinstance(op, _Save):
+                        results = self._run_saves(cast("list[_Save]", ops[i:j]))
+                    else:
+                        results = [(op.deferred, self._run_one(op))]
+                except Exception as e:
+                    # A bug must not wedge the writer: fail these calls and
+                    # carry on with the next ones.
+                    failure = self._failure(e)
+                    results = [(o.deferred, failure) for o in ops[i:j]]
+                i = j
+                runner.deliver(partial(_fire, results, then))
+
+    def _run_one(self, op: _Op) -> Failure | None:
+        try:
+            if isinstance(op, _SetIdentity):
+                self._write_metadata(op.identity, self._hard_state)
+                self._identity = op.identity
+            elif isinstance(op, _SaveSnapshot):
+                self._write_snapshot(op.meta, op.data, op.install)
+            elif isinstance(op, _Compact):
+                self._compact(op.upto_index)
+            elif isinstance(op, _Close):
+                self._close_files()
+        except Exception as e:
+            return self._failure(e)
+        return None
+
+    def _failure(self, error: Exception) -> Failure:
+        reported = as_storage_error(error)
+        if reported is error and not isinstance(error, (OSError, ValueError)):
+            self._log.failure("Unexpected error in the storage writer", _failure_of(error))
+        return _failure_of(reported)
+
+    def _run_saves(self, saves: list[_Save]) -> _Results:
+        """
+        Write a group of saves with one write and one fdatasync.  A save
+        that is malformed fails alone; an I/O error fails the whole group
+        and leaves the files as they were before it.
+        """
+        plan = LogPlan(self._stored_next())
+        hard_state: HardState | None = None
+        results: _Results = []
+        accepted: list[int] = []
+        for save in saves:
+            try:
+                plan.add(save.batch.entries)
+            except ValueError as e:
+                results.append((save.deferred, _failure_of(e)))
+                continue
+            if save.batch.hard_state is not None:
+                hard_state = save.batch.hard_state
+            accepted.append(len(results))
+            results.append((save.deferred, None))
+        if not accepted:
+            return results
+        try:
+            self._write_group(plan, hard_state)
+        except Exception as e:
+            failure = self._failure(e)
+            for k in accepted:
+                results[k] = (results[k][0], failure)
+        return results
+
+    def _stored_next(self) -> int:
+        """
+        The index the stored log continues at, derived from the files so
+        that it stays right even after a write failed half-way, and equal
+        to what a restart would find: after the last segment's last record
+        (or at the first index of a segment cut back to nothing), else after
+        the newest snapshot.
+        """
+        if self._segments:
+            return self._segments[-1].last_index + 1
+        newest = max(self._snapshots) if self._snapshots else None
+        return next_index(None, newest[0] if newest else None)
+
+    def _write_group(self, plan: LogPlan, hard_state: HardState | None) -> None:
+        # The hard state goes first: if a crash keeps only part of the
+        # group, a newer term or vote without the entries is safe, entries
+        # of a term the node does not remember are not.
+        previous = self._hard_state
+        wrote_metadata = False
+        if hard_state is not None and hard_state != previous:
+            self._write_metadata(self._identity, hard_state)
+            wrote_metadata = True
+        try:
+            if plan.truncate_at is not None:
+                self._truncate(plan.truncate_at)
+            if plan.pending:
+                self._append(plan.pending)
+        except BaseException:
+            if wrote_metadata:
+                try:
+                    self._write_metadata(self._identity, previous)
+                except Exception:
+                    self._log.failure("Could not restore the hard state after a failed save")
+            raise
+
+    def _write_metadata(self, identity: NodeIdentity | None, hard_state: HardState) -> None:
+        atomic_write(self._dir, METADATA_NAME, [encode_metadata(identity, hard_state)])
+        self._hard_state = hard_state
+
+    def _open_current(self) -> int:
+        seg = self._segments[-1]
+        if self._fd is None or self._fd_path != seg.path:
+            self._close_files()
+            self._fd = os.open(seg.path, os.O_RDWR)
+            self._fd_path = seg.path
+        return self._fd
+
+    def _close_files(self) -> None:
+        if self._fd is not None:
+            fd, self._fd, self._fd_path = self._fd, None, None
+            os.close(fd)
+
+    def _remove_last_segment(self) -> None:
+        seg = self._segments[-1]
+        if self._fd_path == seg.path:
+            self._close_files()
+        os.unlink(seg.path)
+        self._segments.pop()
+        self._needs_trim = False
+
+    def _truncate(self, index: int) -> None:
+        """
+        Discard every stored entry with index >= C{index}.  Later segments
+        go first (and durably), so that a crash half-way leaves a shorter
+        but contiguous log, never an overlap.
+        """
+        removed = False
+        while self._segments and self._segments[-1].first_index > index:
+            self._remove_last_segment()
+            removed = True
+        if removed:
+            fsync_dir(self._dir)
+        if self._segments and index <= self._segments[-1].last_index:
+            seg = self._segments[-1]
+            keep = index - seg.first_index
+            offset = seg.offsets[keep]
+            fd = self._open_current()
+            os.ftruncate(fd, offset)
+            fdatasync(fd)
+            del seg.offsets[keep:]
+            seg.size = offset
+            self._needs_trim = False
+
+    def _append(self, entries: Sequence[Entry]) -> None:
+        seg = self._segments[-1] if self._segments else None
+        if seg is None or (seg.offsets and seg.size >= self._segment_size):
+            self._append_new_segment(entries)
+        else:
+            fd = self._open_current()
+            if self._needs_trim:
+                os.ftruncate(fd, seg.size)
+                self._needs_trim = False
+            data, offsets = encode_records(entries, seg.size)
+            try:
+                write_all(fd, data, seg.size)
+                fdatasync(fd)
+            except BaseException:
+                try:
+                    os.ftruncate(fd, seg.size)
+                    fdatasync(fd)
+                except OSError:
+                    self._needs_trim = True
+                raise
+            seg.offsets.extend(offsets)
+            seg.size += len(data)
+
+    def _append_new_segment(self, entries: Sequence[Entry]) -> None:
+        first = entries[0].index
+        path = self._path(segment_name(first))
+        data, offsets = encode_records(entries, HEADER_SIZE)
+        self._close_files()
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            write_all(fd, segment_header() + data, 0)
+            fdatasync(fd)
+            fsync_dir(self._dir)
+        except BaseException:
+            os.close(fd)
+            try:
+                os.unlink(path)
+                fsync_dir(self._dir)
+            except OSError:
+                self._log.failure(
+                    "Could not remove the segment {path} after a failed write", path=path
+                )
+            raise
+        self._fd, self._fd_path = fd, path
+        self._segments.append(_Segment(path, first, offsets, HEADER_SIZE + len(data)))
+
+    def _write_snapshot(self, meta: SnapshotMeta, data: bytes, install: bool) -> None:
+        name = snapshot_name(meta)
+        atomic_write(self._dir, name, [encode_snapshot_header(meta, data), data])
+        self._snapshots[(meta.index, meta.term)] = name
+        old = snapshots_to_delete(list(self._snapshots))
+        for key in old:
+            try:
+                os.unlink(self._path(self._snapshots.pop(key)))
+            except OSError:
+                self._log.failure("Could not delete an old snapshot")
+        if install:
+            while self._segments:
+                self._remove_last_segment()
+        if old or install:
+            fsync_dir(self._dir)
+
+    def _compact(self, upto_index: int) -> None:
+        newest = max(self._snapshots) if self._snapshots else None
+        limit = compaction_limit(upto_index, newest[0] if newest else None)
+        removed = False
+        while len(self._segments) > 1 and self._segments[0].last_index <= limit:
+            os.unlink(self._segments[0].path)
+            self._segments.pop(0)
+            removed = True
+        if removed:
+            fsync_dir(self._dir)

@@ -1,0 +1,291 @@
+# -*- test-case-name: tests.transport.test_wire -*-
+"""
+The peer protocol's wire format and handshake rules, free of I/O.
+
+A frame is a 4-byte big-endian length followed by that many bytes holding
+exactly one CBOR map.  The first frame each way is a L{Hello}; a C{reject}
+frame may come at any time and explains why the sender is about to close.
+Everything else is a Raft message (L{raft3d.raft.encode_message}).
+
+Decoding is deliberately strict because every byte comes from the network:
+nesting is capped, map keys must be strings, duplicate keys, trailing bytes
+and I{every} CBOR tag are refused (our messages use none, and tags are where
+decoders do surprising work: big numbers, shared references that build
+cycles, regular expressions).  Every failure is a L{ProtocolError}, so a
+caller has one exception to catch.
+
+The handshake decision, L{judge_hello}, is a pure function so that its
+whole table can be tested without a connection.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Iterator, Mapping
+from typing import Any, Callable, NoReturn
+
+import attrs
+import cbor2
+
+from raft3d.raft import ProtocolError
+
+PROTOCOL_VERSION = 1
+"""
+The handshake version; peers speaking another one are refused.
+"""
+
+HEADER = struct.Struct(">I")
+"""
+The length prefix of every frame.
+"""
+
+DEFAULT_MAX_FRAME = 16 * 2**20
+"""
+The default largest frame payload accepted or sent, in bytes.
+"""
+
+MAX_DEPTH = 16
+"""
+The deepest container nesting accepted; our messages need 3.
+"""
+
+MAX_ID_LENGTH = 256
+"""
+The longest node or cluster id accepted in a hello.
+"""
+
+MAX_ADDR_LENGTH = 300
+"""
+The longest advertised address accepted in a hello.
+"""
+
+Frame = tuple[bytes, bytes]
+"""
+A frame ready to write: the length prefix and the CBOR payload, kept apart
+so a large payload is never copied just to prepend four bytes.
+"""
+
+
+class UnsupportedVersion(ProtocolError):
+    """
+    The peer's hello names a protocol version we do not speak.
+    """
+
+
+def _refuse_tag(*args: object) -> NoReturn:
+    raise ProtocolError("CBOR tags are not allowed")
+
+
+class _NoTags(Mapping[int, Callable[..., Any]]):
+    """
+    A C{semantic_decoders} table that maps I{every} tag to a refusal, which
+    turns cbor2's built-in tag support (dates, bignums, fractions, shared
+    references...) off.
+    """
+
+    def __getitem__(self, tag: int) -> Callable[..., Any]:
+        return _refuse_tag
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+_NO_TAGS = _NoTags()
+
+
+def decode_payload(payload: bytes) -> object:
+    """
+    Decode one frame's payload: exactly one CBOR value, strictly.
+
+    @raise ProtocolError: if C{payload} is not exactly one acceptable CBOR
+        value.
+    """
+    fp = io.BytesIO(payload)
+    try:
+        value = cbor2.CBORDecoder(
+            fp,
+            max_depth=MAX_DEPTH,
+            semantic_decoders=_NO_TAGS,
+            strict_hashable_types=True,
+            allow_duplicate_keys=False,
+        ).decode()
+    except ProtocolError:
+        raise
+    except Exception as e:
+        # cbor2 reports most problems as CBORDecodeError, but wraps or lets
+        # through others (ValueError, RecursionError, MemoryError...).
+        raise ProtocolError(f"undecodable CBOR: {e}") from None
+    if fp.tell() != len(payload):
+        raise ProtocolError(f"{len(payload) - fp.tell()} trailing bytes after the CBOR value")
+    return value
+
+
+def encode_frame(value: Mapping[str, Any]) -> Frame:
+    """
+    Encode C{value} as one frame.
+    """
+    payload = cbor2.dumps(value)
+    return HEADER.pack(len(payload)), payload
+
+
+def shorten(text: str, limit: int = 200) -> str:
+    """
+    Cut C{text} for a log line: reasons may quote attacker-chosen values.
+    """
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _string_field(raw: Mapping[Any, Any], key: str, limit: int) -> str:
+    value = raw.get(key)
+    if not isinstance(value, str):
+        raise ProtocolError(f"hello field {key!r} must be a string")
+    if len(value) > limit:
+        raise ProtocolError(f"hello field {key!r} is longer than {limit} characters")
+    return value
+
+
+@attrs.frozen
+class Hello:
+    """
+    The first frame each side sends: who it is, which cluster it belongs to
+    (C{""} when it does not know yet) and where it listens for peers.
+    """
+
+    cluster_id: str
+    node_id: str
+    addr: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "type": "hello",
+            "v": PROTOCOL_VERSION,
+            "cluster": self.cluster_id,
+            "node": self.node_id,
+            "addr": self.addr,
+        }
+
+    @classmethod
+    def from_wire(cls, raw: Mapping[Any, Any]) -> Hello:
+        """
+        Parse a decoded C{hello} map.
+
+        The version is checked before anything else so that a peer speaking
+        another version is told so, whatever its other fields look like.
+
+        @raise UnsupportedVersion: if C{"v"} is not L{PROTOCOL_VERSION}.
+        @raise ProtocolError: if a field is missing or ill-typed.
+        """
+        version = raw.get("v")
+        if type(version) is not int:
+            raise ProtocolError("hello field 'v' must be an integer")
+        if version != PROTOCOL_VERSION:
+            raise UnsupportedVersion(
+                f"unsupported protocol version {version} (this node speaks {PROTOCOL_VERSION})"
+            )
+        node_id = _string_field(raw, "node", MAX_ID_LENGTH)
+        if not node_id:
+            raise ProtocolError("hello field 'node' must not be empty")
+        return cls(
+            cluster_id=_string_field(raw, "cluster", MAX_ID_LENGTH),
+            node_id=node_id,
+            addr=_string_field(raw, "addr", MAX_ADDR_LENGTH),
+        )
+
+
+def reject_map(reason: str) -> dict[str, Any]:
+    """
+    The map of a C{reject} frame, sent just before closing a connection.
+    """
+    return {"type": "reject", "reason": reason}
+
+
+@attrs.frozen
+class Verdict:
+    """
+    What to do with a peer after its hello.
+
+    @ivar accept: C{False} to refuse the connection because of C{reason}.
+    @ivar member: whether Raft messages may flow: both sides belong to the
+        same (non-empty) cluster.  An accepted non-member connection is a
+        I{discovery} connection: it gets a hello and nothing else.
+    @ivar adopt: a cluster id this node must adopt, or C{""}.
+    """
+
+    accept: bool
+    member: bool = False
+    adopt: str = ""
+    reason: str = ""
+
+
+_DISCOVERY = Verdict(accept=True)
+_MEMBER = Verdict(accept=True, member=True)
+
+
+def _refuse(reason: str) -> Verdict:
+    return Verdict(accept=False, reason=reason)
+
+
+def judge_hello(
+    *,
+    local_node: str,
+    local_cluster: str,
+    hello: Hello,
+    expected_node: str | None,
+    initiator: bool,
+    probing: bool = False,
+) -> Verdict:
+    """
+    Decide what a peer's hello allows.
+
+    @param expected_node: the node id we dialled, or L{None} on the
+        accepting side (anyone may call) and when probing.
+    @param initiator: whether we opened the connection.
+    @param probing: whether we only want to learn who listens there; a
+        probe accepts any well-formed hello and never adopts a cluster.
+    """
+    if probing:
+        return _DISCOVERY
+    if expected_node is not None and hello.node_id != expected_node:
+        return _refuse(f"expected node {expected_node!r} but {hello.node_id!r} answered")
+    if hello.node_id == local_node:
+        if hello.cluster_id == "" and not initiator:
+            # Our own probe, dialled at our own address.
+            return _DISCOVERY
+        return _refuse(f"peer claims our own node id {local_node!r}")
+    if local_cluster and hello.cluster_id and local_cluster != hello.cluster_id:
+        return _refuse(
+            f"cluster id mismatch: ours is {local_cluster!r}, theirs is {hello.cluster_id!r}"
+        )
+    if not hello.cluster_id:
+        return _DISCOVERY
+    if not local_cluster:
+        return Verdict(accept=True, member=True, adopt=hello.cluster_id)
+    return _MEMBER
+
+
+def parse_address(addr: str) -> tuple[str, int]:
+    """
+    Split C{"host:port"} (or C{"[v6 address]:port"}).
+
+    @raise ValueError: if C{addr} has no valid port.
+    """
+    host, sep, port_text = addr.rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise ValueError(f"address {addr!r} is not host:port")
+    port = int(port_text)
+    if port > 65535:
+        raise ValueError(f"port {port} of {addr!r} is out of range")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, port
+
+
+def format_address(host: str, port: int) -> str:
+    """
+    The inverse of L{parse_address}.
+    """
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

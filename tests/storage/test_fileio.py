@@ -1,0 +1,82 @@
+"""
+Tests for L{raft3d.storage._fileio}: durable file primitives.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from raft3d.raft import StorageFull
+from raft3d.storage._fileio import as_storage_error, atomic_write, write_all
+
+from ._support import listdir, read, temp_dir, write
+
+
+class StorageErrorTests(SynchronousTestCase):
+    """
+    L{as_storage_error} maps lack of space to L{StorageFull}.
+    """
+
+    def test_space(self) -> None:
+        """
+        ENOSPC and EDQUOT become L{StorageFull}, chained to the original.
+        """
+        for code in (errno.ENOSPC, errno.EDQUOT):
+            original = OSError(code, os.strerror(code))
+            mapped = as_storage_error(original)
+            self.assertIsInstance(mapped, StorageFull)
+            self.assertIs(mapped.__cause__, original)
+
+    def test_other(self) -> None:
+        """
+        Other errors are reported as they are.
+        """
+        error = OSError(errno.EIO, "I/O error")
+        self.assertIs(as_storage_error(error), error)
+
+
+class WriteTests(SynchronousTestCase):
+    """
+    L{write_all} and L{atomic_write}.
+    """
+
+    def test_short_writes(self) -> None:
+        """
+        L{write_all} keeps writing when C{pwrite} writes only part.
+        """
+        real = os.pwrite
+        self.patch(os, "pwrite", lambda fd, data, offset: real(fd, bytes(data)[:3], offset))
+        path = os.path.join(temp_dir(self), "f")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT)
+        self.addCleanup(os.close, fd)
+        write_all(fd, b"0123456789", 2)
+        self.assertEqual(read(path), b"\x00\x000123456789")
+
+    def test_atomic_replace(self) -> None:
+        """
+        L{atomic_write} replaces the file and leaves no temporary file.
+        """
+        d = temp_dir(self)
+        write(os.path.join(d, "m"), b"old")
+        atomic_write(d, "m", [b"ne", b"w"])
+        self.assertEqual(read(os.path.join(d, "m")), b"new")
+        self.assertEqual(listdir(d), ["m"])
+
+    def test_atomic_failure(self) -> None:
+        """
+        When writing fails the target is untouched and the temporary file
+        is gone.
+        """
+        d = temp_dir(self)
+        write(os.path.join(d, "m"), b"old")
+
+        def full(fd: int, data: bytes, offset: int) -> int:
+            raise OSError(errno.ENOSPC, "full")
+
+        self.patch(os, "pwrite", full)
+        self.assertRaises(OSError, atomic_write, d, "m", [b"new"])
+        self.assertEqual(read(os.path.join(d, "m")), b"old")
+        self.assertEqual(listdir(d), ["m"])
