@@ -28,7 +28,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ._core import CoreSettings, MembershipOp, RaftCore, Ready, ReadState, Role
+from ._core import CoreSettings, MembershipOp, RaftCore, ReadState, Ready, Role
 from ._interfaces import (
     ApplyListener,
     CommitTimeout,
@@ -79,7 +79,6 @@ class NodeSettings:
     proposal_timeout: float = 10.0
     read_timeout: float = 5.0
     session_ttl: float = 24 * 3600.0
-    persist_retry: float = 1.0
 
     def core_settings(self) -> CoreSettings:
         return CoreSettings(
@@ -97,12 +96,11 @@ class _Pending:
     A proposal or membership change waiting to be applied at C{index}.
     """
 
-    __slots__ = ("term", "deferred", "command", "deadline")
+    __slots__ = ("term", "deferred", "deadline")
 
-    def __init__(self, term: int, deferred: Deferred[Any], command: Any, deadline: float) -> None:
+    def __init__(self, term: int, deferred: Deferred[Any], deadline: float) -> None:
         self.term = term
         self.deferred = deferred
-        self.command = command
         self.deadline = deadline
 
 
@@ -183,7 +181,7 @@ class RaftNode:
         self._ticker: LoopingCall | None = None
         self._process_call: IDelayedCall | None = None
         self._notify_call: IDelayedCall | None = None
-        self._retry_call: IDelayedCall | None = None
+        self._disk_failing = False
         self._halted = False
         self._fatal: str | None = None
         self.on_fatal: Callable[[str], None] = lambda reason: None
@@ -268,10 +266,10 @@ class RaftNode:
         self._halted = True
         if self._ticker is not None and self._ticker.running:
             self._ticker.stop()
-        for call in (self._process_call, self._notify_call, self._retry_call):
+        for call in (self._process_call, self._notify_call):
             if call is not None and call.active():
                 call.cancel()
-        self._process_call = self._notify_call = self._retry_call = None
+        self._process_call = self._notify_call = None
 
     # -- public API -----------------------------------------------------------------
 
@@ -339,8 +337,11 @@ class RaftNode:
             d = self._change(MembershipOp.PROMOTE, Member(node_id, ""))
 
             def retry(f: Failure) -> Failure | None:
-                f.trap(ConfigurationChangeError)
-                if "caught up" in str(f.value) and self._clock.seconds() < deadline:
+                if (
+                    isinstance(f.value, ConfigurationChangeError)
+                    and "caught up" in str(f.value)
+                    and self._clock.seconds() < deadline
+                ):
                     self._clock.callLater(self.settings.tick_interval, attempt)
                     return None
                 return f
@@ -357,7 +358,7 @@ class RaftNode:
         except RaftError as e:
             return fail(e)
         d: Deferred[None] = Deferred()
-        self._track(index, term, d, None)
+        self._track(index, term, d)
         self.log.info(
             "{node}: proposed {op} {member} at index {index}",
             node=self.node_id,
@@ -436,12 +437,12 @@ class RaftNode:
             for _, d in queue:
                 d.errback(e)
             return
-        for (index, term), (envelope, d) in zip(positions, queue):
-            self._track(index, term, d, envelope)
+        for (index, term), (_, d) in zip(positions, queue, strict=True):
+            self._track(index, term, d)
 
-    def _track(self, index: int, term: int, d: Deferred[Any], command: Any) -> None:
+    def _track(self, index: int, term: int, d: Deferred[Any]) -> None:
         deadline = self._clock.seconds() + self.settings.proposal_timeout
-        self._pending[index] = _Pending(term, d, command, deadline)
+        self._pending[index] = _Pending(term, d, deadline)
         self._deadlines.append((deadline, index))
 
     def _handle(self, ready: Ready) -> None:
@@ -454,7 +455,8 @@ class RaftNode:
             self._install(ready.install_snapshot)
         if ready.hard_state is not None or ready.entries or ready.persisted_messages:
             d = self._storage.save(PersistBatch(ready.hard_state, ready.entries))
-            d.addCallbacks(self._persisted, self._persist_failed, (ready,), None, (ready,))
+            d.addCallback(self._persisted, ready)
+            d.addErrback(self._persist_failed, ready)
         if ready.committed:
             self._apply(ready.committed)
         for rs in ready.read_states:
@@ -476,6 +478,9 @@ class RaftNode:
     def _persisted(self, _: object, ready: Ready) -> None:
         if self._halted:
             return
+        if self._disk_failing:
+            self._disk_failing = False
+            self.log.info("{node}: log writes succeed again", node=self.node_id)
         send = self._transport.send
         for to, message in ready.persisted_messages:
             send(to, message)
@@ -484,20 +489,21 @@ class RaftNode:
         self._schedule()
 
     def _persist_failed(self, failure: Failure, ready: Ready) -> None:
+        """
+        A log write failed (disk full...): nothing of it is acknowledged.
+        The core writes everything not known durable again with the next
+        ready, which the next tick produces at the latest.
+        """
         if self._halted:
             return
-        self.log.error(
-            "{node}: log write failed, will retry: {error}",
-            node=self.node_id,
-            error=failure.getErrorMessage(),
-        )
+        if not self._disk_failing:
+            self._disk_failing = True
+            self.log.error(
+                "{node}: log write failed, retrying until it succeeds: {error}",
+                node=self.node_id,
+                error=failure.getErrorMessage(),
+            )
         self.core.on_persist_failed()
-        if self._retry_call is None:
-            def retry() -> None:
-                self._retry_call = None
-                self._schedule()
-
-            self._retry_call = self._clock.callLater(self.settings.persist_retry, retry)
 
     def _storage_failed(self, failure: Failure) -> None:
         """
@@ -627,13 +633,13 @@ class RaftNode:
             if waiter is not None and waiter.deadline == deadline:
                 del self._pending[index]
                 waiter.deferred.errback(CommitTimeout(f"entry {index} not applied in time"))
-        for rid, (d, deadline) in list(self._reads.items()):
+        for rid, (read, deadline) in list(self._reads.items()):
             if deadline <= now:
                 del self._reads[rid]
-                d.errback(NoLeader("read index not confirmed in time"))
-        for target, d, deadline in self._transfers:
-            if deadline <= now and not d.called:
-                d.errback(ConfigurationChangeError(f"transfer to {target} timed out"))
+                read.errback(NoLeader("read index not confirmed in time"))
+        for target, transfer, deadline in self._transfers:
+            if deadline <= now and not transfer.called:
+                transfer.errback(ConfigurationChangeError(f"transfer to {target} timed out"))
         self._transfers = [t for t in self._transfers if not t[1].called]
 
     # -- reads ----------------------------------------------------------------------
@@ -724,9 +730,8 @@ class RaftNode:
             self._snapshotting = False
             self.log.error("{node}: snapshot failed: {e}", node=self.node_id, e=f.getErrorMessage())
 
-        d = self._storage.save_snapshot(meta, data)
-        d.addCallbacks(written, failed)
-        return d
+        saved = self._storage.save_snapshot(meta, data)
+        return saved.addCallbacks(written, failed)
 
     def _install(self, meta: SnapshotMeta) -> None:
         data = self._incoming_data

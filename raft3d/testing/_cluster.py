@@ -22,13 +22,11 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ..raft import (
-    CommitTimeout,
     Configuration,
     IStateMachine,
     Member,
     NoLeader,
     NotLeader,
-    ProposalDropped,
     RaftError,
 )
 from ..raft._core import Role
@@ -205,7 +203,7 @@ class SimCluster:
         if core.role is Role.LEADER and core.term == term:
             # Leader completeness: the new leader holds every entry any
             # node has applied.
-            for index, command in self.invariants.applied.items():
+            for index in self.invariants.applied:
                 if index > core.log.last_index:
                     self.invariants.fail(
                         f"leader completeness: {node.node_id} leads term {term} "
@@ -406,14 +404,14 @@ class SimClient:
                 result.callback(value)
 
             def failed(f: Failure) -> None:
-                hint = None
-                if f.check(NotLeader):
-                    leader = f.value.leader
-                    hint = leader.node_id if leader is not None else None
-                elif not f.check(NoLeader, CommitTimeout, ProposalDropped, RaftError):
+                error = f.value
+                if not isinstance(error, RaftError):
                     result.errback(f)
                     return
-                retry(left, hint, f.value)
+                hint = None
+                if isinstance(error, NotLeader) and error.leader is not None:
+                    hint = error.leader.node_id
+                retry(left, hint, error)
 
             d.addCallbacks(ok, failed)
 

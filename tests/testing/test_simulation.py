@@ -374,7 +374,7 @@ class ScenarioTests(SynchronousTestCase):
             cluster.start(node_id)
             outcome: list[Any] = []
             leader.add_learner(member).addBoth(outcome.append)
-            cluster.run_until(lambda: bool(outcome), 5.0)
+            cluster.run_until(outcome.__len__, 5.0)
             leader = cluster.wait_for_leader(20.0)
             leader.promote(node_id).addErrback(lambda f: f.trap(RaftError))
             client.submit(["m", round_]).addErrback(lambda f: None)
