@@ -262,6 +262,28 @@ class SimCluster:
         while self.clock.seconds() < end:
             self.clock.advance(min(step, end - self.clock.seconds()))
             self.invariants.check()
+        self.check_log_matching()
+
+    def check_log_matching(self) -> None:
+        """
+        Log matching (paper 5.3): if two logs hold an entry with the same
+        index and term, they are identical up to that index (within what
+        both still hold in memory).
+        """
+        live = self.live()
+        for i, a in enumerate(live):
+            for b in live[i + 1 :]:
+                la, lb = a.core.log, b.core.log
+                low = max(la.first_index, lb.first_index)
+                high = min(la.last_index, lb.last_index)
+                while high >= low and la.term_at(high) != lb.term_at(high):
+                    high -= 1
+                if high >= low and la.slice(low, high) != lb.slice(low, high):
+                    self.invariants.fail(
+                        f"log matching: {a.node_id} and {b.node_id} agree on the term "
+                        f"at {high} but differ before it"
+                    )
+        self.invariants.check()
 
     def run_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """
@@ -341,6 +363,7 @@ class SimCluster:
             target = leader.core.commit_index
             return all(self.node(m).applied_index >= target for m in members)
 
+        self.check_log_matching()
         if not self.run_until(converged, timeout):
             raise InvariantViolation(
                 "convergence: members did not apply up to the leader's commit index: "
@@ -366,7 +389,7 @@ class SimCluster:
             for value in self.invariants.acked:
                 if cbor2.dumps(value) not in seen:
                     raise InvariantViolation(f"durability: acknowledged {value!r} missing on {m}")
-        self.invariants.check()
+        self.check_log_matching()
 
 
 class SimClient:

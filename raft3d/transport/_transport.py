@@ -69,6 +69,9 @@ class _Link:
     @ivar failures: consecutive failed attempts, for the backoff.
     @ivar problem: the last failure logged, so that a peer that stays down
         is reported once rather than on every attempt.
+    @ivar learned: the address was not given by L{TCPPeerTransport.set_peers}
+        but learned from the peer's own hello on its connection to us; the
+        link lives only as long as that inbound connection.
     """
 
     node_id: str
@@ -81,6 +84,7 @@ class _Link:
     failures: int = 0
     problem: str | None = None
     closed: bool = False
+    learned: bool = False
 
 
 class _LinkOwner:
@@ -165,7 +169,7 @@ class _Probe(ClientFactory):
     def __init__(self, transport: TCPPeerTransport, addr: str) -> None:
         self._transport = transport
         self.addr = addr
-        self.deferred: Deferred[tuple[str, str]] = Deferred(self._cancelled)
+        self.deferred: Deferred[tuple[str, str, str]] = Deferred(self._cancelled)
         self.connector: IConnector | None = None
         self.conn: PeerConnection | None = None
         self.timer: IDelayedCall | None = None
@@ -200,7 +204,8 @@ class _Probe(ClientFactory):
     def ready(self, conn: PeerConnection) -> None:
         assert conn.remote is not None
         self._finish()
-        self.deferred.callback((conn.remote.node_id, conn.remote.cluster_id))
+        remote = conn.remote
+        self.deferred.callback((remote.node_id, remote.cluster_id, remote.http_addr))
 
     def deliver(self, conn: PeerConnection, message: Message) -> None:
         raise AssertionError("a probe connection is never a member connection")
@@ -220,7 +225,7 @@ class _Probe(ClientFactory):
         self._finish()
         self.deferred.errback(ProbeFailed(f"probing {self.addr}: {reason}"))
 
-    def _cancelled(self, d: Deferred[tuple[str, str]]) -> None:
+    def _cancelled(self, d: Deferred[tuple[str, str, str]]) -> None:
         self._finish()
 
     def _finish(self) -> None:
@@ -257,6 +262,8 @@ class TCPPeerTransport:
         that the node can persist it.
     @param advertise_addr: the address peers should dial, sent in our
         hello; defaults to C{listen_addr} (with the real port if it was 0).
+    @param http_addr: where this node serves HTTP, sent in our hello so
+        that a bootstrapping node can learn it with L{probe}; C{""} omits it.
     @param max_frame: largest payload accepted or sent, in bytes.
     @param max_buffer: bytes that may queue for one peer before messages to
         it are dropped.
@@ -272,6 +279,7 @@ class TCPPeerTransport:
         *,
         on_cluster_id: Callable[[str], object] | None = None,
         advertise_addr: str | None = None,
+        http_addr: str = "",
         max_frame: int = DEFAULT_MAX_FRAME,
         max_buffer: int = DEFAULT_MAX_BUFFER,
         rng: random.Random | None = None,
@@ -290,6 +298,7 @@ class TCPPeerTransport:
         self._node_id = node_id
         self._listen_host, self._listen_port = parse_address(listen_addr)
         self._advertise_addr = advertise_addr
+        self._http_addr = http_addr
         self._cluster_id = cluster_id
         self._on_cluster_id = on_cluster_id
         self._max_frame = max_frame
@@ -383,9 +392,13 @@ class TCPPeerTransport:
         wanted = {nid: addr for nid, addr in peers.items() if nid != self._node_id}
         parsed = {nid: parse_address(addr) for nid, addr in wanted.items()}
         for nid, link in list(self._links.items()):
+            if link.learned and nid not in wanted:
+                continue
             if wanted.get(nid) != link.addr:
                 del self._links[nid]
                 self._close_link(link, "peer removed")
+            else:
+                link.learned = False
         for nid, addr in wanted.items():
             if nid not in self._links:
                 host, port = parsed[nid]
@@ -397,9 +410,15 @@ class TCPPeerTransport:
     def send(self, to: str, message: Message) -> None:
         """
         Send C{message} to C{to} if our link to it is up; drop it otherwise.
+
+        A node that is not one of our peers (L{set_peers}) but is connected
+        to us as a member gets a link to the address of its hello: a fresh
+        node, whose configuration is still empty, must answer the leader
+        that contacts it before the log tells it who its peers are.
         """
         link = self._links.get(to)
         if link is None:
+            self._learn_link(to)
             return
         conn = link.conn
         if conn is None or not conn.usable:
@@ -432,10 +451,11 @@ class TCPPeerTransport:
         self._cluster_id = cluster_id
         self._schedule_refresh()
 
-    def probe(self, addr: str) -> Deferred[tuple[str, str]]:
+    def probe(self, addr: str) -> Deferred[tuple[str, str, str]]:
         """
-        Learn C{(node_id, cluster_id)} of the node listening at C{addr}:
-        connect, exchange hellos, close.  Fails with L{ProbeFailed}.
+        Learn C{(node_id, cluster_id, http_addr)} of the node listening at
+        C{addr}: connect, exchange hellos, close.  C{http_addr} is C{""} if
+        the node does not announce one.  Fails with L{ProbeFailed}.
         """
         if self._state in ("stopping", "stopped"):
             return fail(ProbeFailed(f"probing {addr}: transport stopped"))
@@ -498,6 +518,7 @@ class TCPPeerTransport:
             cluster_id=self._cluster_id,
             node_id=self._node_id,
             addr=self.advertised_address,
+            http_addr=self._http_addr,
         )
 
     def _judge(self, conn: PeerConnection, hello: Hello, expected: str | None) -> Verdict:
@@ -688,6 +709,16 @@ class TCPPeerTransport:
             # The peer dials us once; an older connection is a dead one
             # that TCP has not noticed yet (we never write to it).
             old.close("superseded by a newer connection from the same node", abort=True)
+        link = self._links.get(remote.node_id)
+        if link is not None and link.learned and link.addr != remote.addr:
+            # It came back at another address: learn that one on next send.
+            self._forget_link(link, "the peer now listens elsewhere")
+        elif link is not None and link.retry is not None and link.retry.active():
+            # It is back (it just dialled us): redial now rather than at
+            # the end of a backoff that may have grown to max_backoff.
+            link.retry.cancel()
+            link.failures = 0
+            self._dial(link)
 
     def _inbound_lost(self, conn: PeerConnection, reason: str) -> None:
         remote = conn.remote
@@ -696,6 +727,38 @@ class TCPPeerTransport:
             self._log.info(
                 "Connection from {peer} closed: {reason}", peer=conn.describe(), reason=reason
             )
+            link = self._links.get(remote.node_id)
+            if link is not None and link.learned:
+                # Do not redial a node we only knew from its connection:
+                # when it comes back it dials us, and we learn it again.
+                self._forget_link(link, "its connection to us closed")
+
+    def _learn_link(self, node_id: str) -> None:
+        """
+        Dial C{node_id} at the address of its hello on its inbound member
+        connection, if it has one.
+        """
+        conn = self._inbound.get(node_id)
+        if self._state != "running" or conn is None or conn.remote is None:
+            return
+        addr = conn.remote.addr
+        try:
+            host, port = parse_address(addr)
+        except ValueError:
+            return
+        link = _Link(node_id=node_id, addr=addr, host=host, port=port, learned=True)
+        self._links[node_id] = link
+        self._log.info(
+            "Dialling {node} at {addr}, the address it told us, to answer it",
+            node=node_id,
+            addr=addr,
+        )
+        self._dial(link)
+
+    def _forget_link(self, link: _Link, reason: str) -> None:
+        if self._links.get(link.node_id) is link:
+            del self._links[link.node_id]
+        self._close_link(link, reason)
 
     def _stopped(self, result: object) -> None:
         self._state = "stopped"

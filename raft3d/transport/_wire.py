@@ -153,20 +153,29 @@ class Hello:
     """
     The first frame each side sends: who it is, which cluster it belongs to
     (C{""} when it does not know yet) and where it listens for peers.
+
+    @ivar http_addr: where the sender serves its HTTP API, or C{""}.  Only
+        the bootstrap node needs it, to write every member's address into
+        the first configuration; it travels as the optional C{"http"} key,
+        which older peers omit and ignore.
     """
 
     cluster_id: str
     node_id: str
     addr: str
+    http_addr: str = ""
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        wire: dict[str, Any] = {
             "type": "hello",
             "v": PROTOCOL_VERSION,
             "cluster": self.cluster_id,
             "node": self.node_id,
             "addr": self.addr,
         }
+        if self.http_addr:
+            wire["http"] = self.http_addr
+        return wire
 
     @classmethod
     def from_wire(cls, raw: Mapping[Any, Any]) -> Hello:
@@ -193,6 +202,7 @@ class Hello:
             cluster_id=_string_field(raw, "cluster", MAX_ID_LENGTH),
             node_id=node_id,
             addr=_string_field(raw, "addr", MAX_ADDR_LENGTH),
+            http_addr=_string_field(raw, "http", MAX_ADDR_LENGTH) if "http" in raw else "",
         )
 
 

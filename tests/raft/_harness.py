@@ -29,6 +29,7 @@ from raft3d.raft import (
     EntryType,
     HardState,
     InstallSnapshot,
+    InstallSnapshotResponse,
     Member,
     Message,
     RequestVoteResponse,
@@ -154,6 +155,7 @@ class Network:
         self.cut: set[tuple[str, str]] = set()
         self.held: set[str] = set()
         self.drop: Filter | None = None
+        self.snapshot_timers: dict[tuple[str, str], int] = {}
         ids = list(ids)
         if ids and config is None:
             config = configuration(*ids)
@@ -313,6 +315,7 @@ class Network:
         if meta.index == 0:
             core.report_snapshot(peer, False)
             return
+        self.snapshot_timers[leader, peer] = 0
         chunk = InstallSnapshot(
             term=core.term,
             sender=leader,
@@ -347,6 +350,8 @@ class Network:
             self.dropped.append(item)
             return
         self.delivered.append(item)
+        if isinstance(message, InstallSnapshotResponse) and message.done:
+            self.snapshot_timers.pop((target, source), None)
         self.cores[target].step(message)
         self.collect(target)
 
@@ -361,6 +366,26 @@ class Network:
             self.deliver(self.queue.popleft())
         raise AssertionError("the network never settles")
 
+    def tick_node(self, node_id: str) -> None:
+        """
+        Tick one node and carry out its work, without delivering anything.
+        Like the node driver, give up on a snapshot transfer that did not
+        finish within two election timeouts.
+        """
+        if node_id in self.crashed:
+            return
+        core = self.cores[node_id]
+        core.tick()
+        for (leader, peer), ticks in list(self.snapshot_timers.items()):
+            if leader != node_id:
+                continue
+            if ticks + 1 >= 2 * self.settings.election_ticks:
+                del self.snapshot_timers[leader, peer]
+                core.report_snapshot(peer, False)
+            else:
+                self.snapshot_timers[leader, peer] = ticks + 1
+        self.collect(node_id)
+
     def tick(self, *node_ids: str, times: int = 1) -> None:
         """
         Tick the given nodes (all live ones by default) C{times} times,
@@ -368,8 +393,7 @@ class Network:
         """
         for _ in range(times):
             for node_id in node_ids or tuple(self.live()):
-                if node_id not in self.crashed:
-                    self.cores[node_id].tick()
+                self.tick_node(node_id)
             self.settle()
 
     def elect(self, node_id: str) -> RaftCore:

@@ -222,6 +222,25 @@ class PairTests(SynchronousTestCase):
         self.assertRaises(ValueError, a.transport.set_peers, {"b": b.addr, "c": "nowhere"})
         self.assertEqual(a.transport.connected_peers(), {"b"})
 
+    def test_inbound_connection_cuts_backoff(self) -> None:
+        """
+        When a peer we are backing off from dials us, it is back: we redial
+        it at once instead of waiting out the backoff.
+        """
+        a, b = self.net.add("a"), self.net.add("b", start=False)
+        a.transport.set_peers({"b": b.addr})
+        for _ in range(8):
+            self.net.advance(2.5)
+        self.assertEqual(a.transport.connected_peers(), frozenset())
+        retry = a.transport._links["b"].retry
+        assert retry is not None
+        self.assertGreater(retry.getTime() - self.net.reactor.seconds(), 1.0)
+        b.transport.start(b.inbox.append)
+        b.transport.set_peers({"a": a.addr})
+        self.net.run()
+        self.assertEqual(a.transport.connected_peers(), {"b"})
+        self.assertEqual(b.transport.connected_peers(), {"a"})
+
     def test_newer_inbound_supersedes_older(self) -> None:
         """
         A new connection from a node closes the older one from the same
@@ -264,6 +283,101 @@ class PairTests(SynchronousTestCase):
         self.assertEqual((b.inbox, c.inbox), ([message], [message]))
 
 
+class LearnedLinkTests(SynchronousTestCase):
+    """
+    A node that is not in our peer map but is connected to us as a member
+    (the leader contacting a fresh node) is answered at the address of its
+    hello.
+    """
+
+    def setUp(self) -> None:
+        self.net = Network()
+        self.leader = self.net.add("a", "K")
+        self.fresh = self.net.add("b", "")
+        self.leader.transport.set_peers({"b": self.fresh.addr})
+        self.net.run()
+
+    def answer(self) -> None:
+        """
+        b answers a, as Raft would: again on every message until it arrives.
+        """
+        for _ in range(3):
+            self.fresh.transport.send("a", hb("b"))
+            self.net.run()
+
+    def test_fresh_node_answers_leader(self) -> None:
+        """
+        A fresh node with no peers adopts the leader's cluster and, when it
+        answers the leader, dials the address of the leader's hello; the
+        answer arrives without any C{set_peers} on the fresh node.
+        """
+        self.assertEqual(self.fresh.transport.connected_peers(), frozenset())
+        self.answer()
+        self.assertEqual(self.fresh.adopted, ["K"])
+        self.assertEqual(self.fresh.transport.connected_peers(), {"a"})
+        self.assertIn(hb("b"), self.leader.inbox)
+        self.assertTrue(self.fresh.log.matching("Dialling a at 127.0.0.1:7000"))
+
+    def test_unknown_node_without_connection_dropped(self) -> None:
+        """
+        A node we neither know from C{set_peers} nor from an inbound member
+        connection is not dialled: the message is dropped.
+        """
+        self.fresh.transport.send("zz", hb("b"))
+        self.net.run()
+        self.assertEqual(self.net.reactor.tcpClients, [])
+        self.assertNotIn("zz", self.fresh.transport._links)
+
+    def test_set_peers_keeps_and_promotes(self) -> None:
+        """
+        C{set_peers} without the learned node keeps its link; with the same
+        address it makes the link an ordinary member link, which a later
+        C{set_peers} without it closes for good.
+        """
+        self.answer()
+        self.fresh.transport.set_peers({})
+        self.net.run()
+        self.assertEqual(self.fresh.transport.connected_peers(), {"a"})
+        self.fresh.transport.set_peers({"a": self.leader.addr})
+        self.net.run()
+        self.assertFalse(self.fresh.transport._links["a"].learned)
+        self.assertEqual(self.fresh.transport.connected_peers(), {"a"})
+        self.fresh.transport.set_peers({})
+        self.net.advance(5)
+        self.assertEqual(self.fresh.transport.connected_peers(), frozenset())
+        self.assertNotIn("a", self.fresh.transport._links)
+
+    def test_learned_link_forgotten_with_inbound(self) -> None:
+        """
+        When the learned node's connection to us closes, its link is closed
+        and not redialled; once it dials us again we learn it again.
+        """
+        self.answer()
+        self.leader.transport.set_peers({})
+        self.net.advance(5)
+        self.assertEqual(self.fresh.transport.connected_peers(), frozenset())
+        self.assertNotIn("a", self.fresh.transport._links)
+        self.assertEqual(self.net.pumps, [])
+        self.leader.transport.set_peers({"b": self.fresh.addr})
+        self.net.run()
+        self.leader.inbox.clear()
+        self.answer()
+        self.assertIn(hb("b"), self.leader.inbox)
+
+    def test_learned_address_changes(self) -> None:
+        """
+        If the learned node comes back listening elsewhere, the old learned
+        link is dropped and the new address is dialled.
+        """
+        self.answer()
+        moved = self.net.add("a", "K", port=7009)
+        moved.transport.set_peers({"b": self.fresh.addr})
+        self.net.run()
+        self.answer()
+        self.assertEqual(self.fresh.transport._links["a"].addr, "127.0.0.1:7009")
+        self.assertIn(hb("b"), moved.inbox)
+
+
 class ProbeTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.net = Network()
@@ -277,13 +391,24 @@ class ProbeTests(SynchronousTestCase):
         a, b = self.net.add("a", ""), self.net.add("b", "K")
         d = a.transport.probe(b.addr)
         self.net.run()
-        self.assertEqual(self.successResultOf(d), ("b", "K"))
+        self.assertEqual(self.successResultOf(d), ("b", "K", ""))
         self.assertEqual((a.transport.cluster_id, a.adopted), ("", []))
         self.assertEqual(self.net.pumps, [])
         d = b.transport.probe(a.addr)
         self.net.run()
-        self.assertEqual(self.successResultOf(d), ("a", ""))
+        self.assertEqual(self.successResultOf(d), ("a", "", ""))
         self.assertEqual(a.transport.cluster_id, "")
+
+    def test_probe_http_address(self) -> None:
+        """
+        A probe also learns the HTTP address the probed node announces in
+        its hello, which a bootstrapping node needs for the configuration.
+        """
+        a = self.net.add("a", "")
+        b = self.net.add("b", "", http_addr="127.0.0.1:8001")
+        d = a.transport.probe(b.addr)
+        self.net.run()
+        self.assertEqual(self.successResultOf(d), ("b", "", "127.0.0.1:8001"))
 
     def test_probe_other_cluster(self) -> None:
         """
@@ -292,7 +417,7 @@ class ProbeTests(SynchronousTestCase):
         a, b = self.net.add("a", "J"), self.net.add("b", "K")
         d = a.transport.probe(b.addr)
         self.net.run()
-        self.assertEqual(self.successResultOf(d), ("b", "K"))
+        self.assertEqual(self.successResultOf(d), ("b", "K", ""))
 
     def test_probe_self(self) -> None:
         """
@@ -301,7 +426,7 @@ class ProbeTests(SynchronousTestCase):
         a = self.net.add("a", "K")
         d = a.transport.probe(a.addr)
         self.net.run()
-        self.assertEqual(self.successResultOf(d), ("a", "K"))
+        self.assertEqual(self.successResultOf(d), ("a", "K", ""))
 
     def test_probe_before_start(self) -> None:
         """
@@ -311,7 +436,7 @@ class ProbeTests(SynchronousTestCase):
         a = self.net.add("a", "", start=False)
         d = a.transport.probe(b.addr)
         self.net.run()
-        self.assertEqual(self.successResultOf(d), ("b", "K"))
+        self.assertEqual(self.successResultOf(d), ("b", "K", ""))
 
     def test_probe_refused(self) -> None:
         """
@@ -512,7 +637,7 @@ class RealSocketTests(TestCase):
         a = self.make("a", "")
         b = self.make("b", "K")
         result = yield a.probe(b.advertised_address)
-        self.assertEqual(result, ("b", "K"))
+        self.assertEqual(result, ("b", "K", ""))
         self.assertEqual(a.cluster_id, "")
 
     @defer.inlineCallbacks

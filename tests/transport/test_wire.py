@@ -149,6 +149,21 @@ class HelloTests(SynchronousTestCase):
         self.assertEqual(wire["v"], PROTOCOL_VERSION)
         self.assertEqual(Hello.from_wire(wire), h)
 
+    def test_http_address(self) -> None:
+        """
+        The HTTP address travels as the optional C{"http"} key: omitted when
+        empty, read as C{""} when absent (an older peer), and held to the
+        same rules as C{"addr"} when present.
+        """
+        plain = Hello(cluster_id="C", node_id="n1", addr="h:1")
+        self.assertNotIn("http", plain.to_wire())
+        with_http = Hello(cluster_id="C", node_id="n1", addr="h:1", http_addr="h:8000")
+        self.assertEqual(with_http.to_wire()["http"], "h:8000")
+        self.assertEqual(Hello.from_wire(with_http.to_wire()), with_http)
+        self.assertEqual(Hello.from_wire(plain.to_wire()).http_addr, "")
+        for bad in (3, None, "a" * 400):
+            self.assertRaises(ProtocolError, Hello.from_wire, {**plain.to_wire(), "http": bad})
+
     def test_version_first(self) -> None:
         """
         Another version is reported as such even when the other fields are

@@ -1,0 +1,43 @@
+"""
+The service wiring of a Raft3D node: one Twisted service object per concern
+(the Raft node's life cycle and cluster bootstrap, the HTTP gate and site,
+the forwarding client's pool, the fatal exit), composed by
+L{raft3d.tap.makeService}.  Nothing here touches the global reactor.
+"""
+
+from ._bootstrap import BootstrapDiscovery
+from ._exit import EXIT_CANNOT_START, EXIT_FATAL, FatalExit
+from ._http import NOT_STARTED_MESSAGE, APISite, ClientPoolService, StartupGate
+from ._peers import (
+    BadAddress,
+    PeerSpec,
+    check_address,
+    check_node_id,
+    parse_peers,
+    same_address,
+    split_own,
+)
+from ._raft import RaftService, new_cluster_id
+from ._storage import LoadOnceStorage, is_blank
+
+__all__ = [
+    "EXIT_CANNOT_START",
+    "EXIT_FATAL",
+    "NOT_STARTED_MESSAGE",
+    "APISite",
+    "BadAddress",
+    "BootstrapDiscovery",
+    "ClientPoolService",
+    "FatalExit",
+    "LoadOnceStorage",
+    "PeerSpec",
+    "RaftService",
+    "StartupGate",
+    "check_address",
+    "check_node_id",
+    "is_blank",
+    "new_cluster_id",
+    "parse_peers",
+    "same_address",
+    "split_own",
+]

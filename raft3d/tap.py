@@ -1,0 +1,407 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+C{twistd raft3d}: the command line of a Raft3D node and the one place where
+its parts are put together.
+
+L{Options} checks the command line and turns it into a L{NodeConfig};
+L{makeService} builds, from that and the global reactor, a C{MultiService}
+of one service per concern: the Raft node (storage in C{--raft-dir}, peer
+transport on C{--raft-addr}, the farm state machine), the HTTP API on
+C{--http-addr}, and the forwarding client's connection pool.  L{build}
+does the same on any reactor, for tests.  The plugin in
+C{twisted/plugins/raft3d_plugin.py} names this module lazily, so
+C{twistd --help} does not import any of it.
+
+The flags are the seed README's.  They may be spelt with one dash, as Go
+programs take them (C{-id node1 -bootstrap}), so the README's commands work
+with C{twistd -n raft3d} in place of C{./raft3d}.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Sequence, cast
+
+import attrs
+from treq.client import HTTPClient as TreqClient
+from twisted.application.internet import TCPServer
+from twisted.application.service import MultiService, Service
+from twisted.logger import (
+    FilteringLogObserver,
+    Logger,
+    LogLevel,
+    LogLevelFilterPredicate,
+    globalLogPublisher,
+)
+from twisted.python import usage
+from twisted.web.client import Agent, HTTPConnectionPool
+
+from raft3d.api import FarmAPI
+from raft3d.api import HTTPClient as ForwardingClient
+from raft3d.farm import FarmState
+from raft3d.raft import Member
+from raft3d.raft._node import NodeSettings, RaftNode
+from raft3d.service import (
+    APISite,
+    BadAddress,
+    ClientPoolService,
+    FatalExit,
+    LoadOnceStorage,
+    PeerSpec,
+    RaftService,
+    StartupGate,
+    check_address,
+    check_node_id,
+    parse_peers,
+    split_own,
+)
+from raft3d.storage import DiskStorage
+from raft3d.transport import DEFAULT_MAX_FRAME, TCPPeerTransport, parse_address
+
+TICK_MS = 50
+"""
+One tick of the Raft core, in milliseconds; timeouts are whole ticks.
+"""
+
+MIN_MAX_FRAME = 64 * 1024
+"""
+The smallest C{--max-frame}: a hello must fit, and so must a useful batch.
+"""
+
+MAX_BATCH_BYTES = 1 << 20
+"""
+The largest append batch or snapshot chunk sent when frames allow it.
+"""
+
+
+@attrs.frozen
+class NodeConfig:
+    """
+    A checked command line.
+
+    @ivar peers: the other nodes of C{--peers} (this node's entry removed).
+    @ivar warnings: things worth telling the operator that do not stop the
+        node; logged when the service is built.
+    """
+
+    node_id: str
+    raft_addr: str
+    raft_dir: str
+    http_addr: str
+    bootstrap: bool
+    peers: tuple[PeerSpec, ...]
+    cluster_id: str
+    settings: NodeSettings
+    max_frame: int
+    access_log: str | None
+    verbose: bool = False
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def member(self) -> Member:
+        return Member(self.node_id, self.raft_addr, self.http_addr, voter=True)
+
+
+def _positive(name: str, minimum: int = 1) -> Any:
+    def coerce(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"{name} must be an integer, not {text!r}") from None
+        if value < minimum:
+            raise ValueError(f"{name} must be at least {minimum}, not {value}")
+        return value
+
+    coerce.coerceDoc = f"An integer, at least {minimum}."  # type: ignore[attr-defined]
+    return coerce
+
+
+class Options(usage.Options):
+    """
+    The flags of C{twistd raft3d}; see C{docs/operations.md}.
+    """
+
+    synopsis = "[options]"
+    longdesc = (
+        "Run one node of a Raft3D print-farm cluster. Example (node 1 of 3, bootstrapping):"
+        " twistd -n raft3d --id node1 --raft-addr localhost:7000 --raft-dir data/node1"
+        " --http-addr localhost:8000 --bootstrap"
+        " --peers localhost:7000,localhost:7001,localhost:7002."
+        " Flags may also be written with one dash (-id node1). See docs/operations.md."
+    )
+
+    optFlags = [
+        [
+            "bootstrap",
+            None,
+            "Create the cluster if --raft-dir is empty: wait until every --peers address"
+            " answers, then write the first configuration. Give it to exactly one node."
+            " Ignored when --raft-dir already holds data.",
+        ],
+        [
+            "verbose",
+            None,
+            "Also log the peer transport's debug lines (every reconnection attempt,"
+            " discovery connections).",
+        ],
+    ]
+
+    optParameters: list[list[Any]] = [
+        ["id", None, None, "This node's id, unique in the cluster (e.g. node1)."],
+        [
+            "raft-addr",
+            None,
+            None,
+            "host:port to listen on for other nodes; they dial this address too.",
+        ],
+        [
+            "raft-dir",
+            None,
+            None,
+            "Directory for this node's log, snapshots and metadata (created if missing).",
+        ],
+        ["http-addr", None, None, "host:port to serve the REST API on."],
+        [
+            "peers",
+            None,
+            "",
+            "Comma-separated raft addresses of all nodes (host:port or id=host:port),"
+            " this one included. Needed with --bootstrap; checked otherwise.",
+        ],
+        [
+            "cluster-id",
+            None,
+            "",
+            "With --bootstrap: the new cluster's id (default: a random one)."
+            " Without: join only the cluster with this id.",
+        ],
+        [
+            "election-timeout",
+            None,
+            500,
+            "Minimum election timeout in milliseconds (randomised up to twice that),"
+            f" rounded to {TICK_MS} ms ticks.",
+            _positive("--election-timeout", TICK_MS),
+        ],
+        [
+            "heartbeat-interval",
+            None,
+            TICK_MS,
+            f"Leader heartbeat interval in milliseconds, rounded to {TICK_MS} ms ticks.",
+            _positive("--heartbeat-interval", TICK_MS),
+        ],
+        [
+            "snapshot-threshold",
+            None,
+            8192,
+            "Take a snapshot every this many applied log entries.",
+            _positive("--snapshot-threshold"),
+        ],
+        [
+            "trailing-logs",
+            None,
+            1024,
+            "Log entries kept behind a snapshot for slightly lagging followers.",
+            _positive("--trailing-logs", 0),
+        ],
+        [
+            "max-frame",
+            None,
+            DEFAULT_MAX_FRAME,
+            "Largest peer message in bytes, sent or accepted.",
+            _positive("--max-frame", MIN_MAX_FRAME),
+        ],
+        [
+            "access-log",
+            None,
+            None,
+            "Write an HTTP access log (combined format) to this file. Default: none.",
+        ],
+    ]
+
+    config: NodeConfig
+
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        """
+        Parse C{options}, accepting the single-dash spelling of every long
+        flag (C{-id node1}) as Go's C{flag} package does.
+        """
+        if options is None:
+            options = sys.argv[1:]
+        super().parseOptions(go_style(options, self._long_names()))  # type: ignore[no-untyped-call]
+
+    def _long_names(self) -> frozenset[str]:
+        names: set[str] = {str(flag[0]) for flag in self.optFlags}
+        names.update(str(param[0]) for param in self.optParameters)
+        names.update({"help", "version"})
+        return frozenset(name for name in names if len(name) > 1)
+
+    def postOptions(self) -> None:
+        self.config = self._check()
+
+    def _check(self) -> NodeConfig:
+        missing = [
+            f"--{name}"
+            for name in ("id", "raft-addr", "raft-dir", "http-addr")
+            if not (self[name] or "").strip()
+        ]
+        if missing:
+            raise usage.UsageError(f"missing {', '.join(missing)} (see --help)")
+        warnings: list[str] = []
+        try:
+            node_id = check_node_id(self["id"].strip())
+            raft_addr = check_address(self["raft-addr"], "--raft-addr")
+            http_addr = check_address(self["http-addr"], "--http-addr")
+            specs = parse_peers(self["peers"])
+            listed, peers = split_own(specs, node_id, raft_addr)
+        except BadAddress as e:
+            raise usage.UsageError(str(e)) from None
+        if specs and not listed:
+            warnings.append(
+                f"--peers does not list this node's --raft-addr {raft_addr};"
+                " it is added to the cluster anyway"
+            )
+        if self["bootstrap"] and not peers:
+            warnings.append("--bootstrap without other --peers: a single-node cluster")
+        cluster_id = self["cluster-id"].strip()
+        if len(cluster_id) > 256:
+            raise usage.UsageError("--cluster-id must be at most 256 characters")
+        heartbeat_ticks = max(1, round(self["heartbeat-interval"] / TICK_MS))
+        election_ticks = max(1, round(self["election-timeout"] / TICK_MS))
+        if election_ticks < 3 * heartbeat_ticks:
+            raise usage.UsageError(
+                f"--election-timeout ({election_ticks * TICK_MS} ms) must be at least three"
+                f" times --heartbeat-interval ({heartbeat_ticks * TICK_MS} ms)"
+            )
+        max_frame = self["max-frame"]
+        batch = min(MAX_BATCH_BYTES, max_frame // 2)
+        settings = NodeSettings(
+            tick_interval=TICK_MS / 1000,
+            election_ticks=election_ticks,
+            heartbeat_ticks=heartbeat_ticks,
+            snapshot_threshold=self["snapshot-threshold"],
+            trailing_entries=self["trailing-logs"],
+            max_append_bytes=batch,
+            snapshot_chunk_size=batch,
+        )
+        return NodeConfig(
+            node_id=node_id,
+            raft_addr=raft_addr,
+            raft_dir=self["raft-dir"],
+            http_addr=http_addr,
+            bootstrap=bool(self["bootstrap"]),
+            peers=peers,
+            cluster_id=cluster_id,
+            settings=settings,
+            max_frame=max_frame,
+            access_log=self["access-log"],
+            verbose=bool(self["verbose"]),
+            warnings=tuple(warnings),
+        )
+
+
+def go_style(args: Sequence[str], long_names: frozenset[str]) -> list[str]:
+    """
+    Rewrite C{-name} and C{-name=value} to C{--name...} for the known long
+    option names; stop at C{--}.
+    """
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        if arg == "--":
+            out.extend(args[i:])
+            break
+        if arg.startswith("-") and not arg.startswith("--"):
+            name = arg[1:].partition("=")[0]
+            if name in long_names:
+                arg = "-" + arg
+        out.append(arg)
+    return out
+
+
+def transport_logger(verbose: bool) -> Logger:
+    """
+    The transport's logger: without C{--verbose} its debug lines (one per
+    reconnection attempt while a peer is down) are dropped.
+    """
+    if verbose:
+        return Logger(namespace="raft3d.transport")
+    only_info = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
+    observer = FilteringLogObserver(globalLogPublisher, [only_info])
+    return Logger(namespace="raft3d.transport", observer=observer)
+
+
+def build(config: NodeConfig, reactor: Any) -> MultiService:
+    """
+    Build the services of one node on C{reactor} (which must provide the
+    TCP, time, thread and core reactor interfaces).
+    """
+    log = RaftService.log
+    for warning in config.warnings:
+        log.warn("{warning}", warning=warning)
+    root = MultiService()  # type: ignore[no-untyped-call]
+    fatal = FatalExit(reactor)
+    storage = LoadOnceStorage(DiskStorage(config.raft_dir, reactor=reactor))
+    farm = FarmState()
+    node: RaftNode | None = None
+
+    def adopt(cluster_id: str) -> None:
+        assert node is not None
+        node.adopt_cluster_id(cluster_id)
+
+    transport = TCPPeerTransport(
+        reactor,
+        config.node_id,
+        config.raft_addr,
+        on_cluster_id=adopt,
+        http_addr=config.http_addr,
+        max_frame=config.max_frame,
+        log=transport_logger(config.verbose),
+    )
+    node = RaftNode(
+        config.node_id,
+        clock=reactor,
+        storage=storage,
+        transport=transport,
+        state_machine=farm,
+        settings=config.settings,
+    )
+    node.on_fatal = fatal
+    pool = HTTPConnectionPool(reactor)  # type: ignore[no-untyped-call]
+    agent = Agent(reactor, pool=pool)  # type: ignore[no-untyped-call]
+    client = cast(ForwardingClient, TreqClient(agent))
+    api = FarmAPI(node, farm, reactor, http_client=client)
+    gate = StartupGate(api.resource())
+    raft = RaftService(
+        clock=reactor,
+        node=node,
+        storage=storage,
+        transport=transport,
+        own=config.member,
+        peers=config.peers,
+        bootstrap=config.bootstrap,
+        cluster_id=config.cluster_id,
+        fatal=fatal,
+        on_started=gate.open,
+        describe_storage=f"--raft-dir {os.path.abspath(config.raft_dir)}",
+    )
+    host, port = parse_address(config.http_addr)
+    site = APISite(gate, config.access_log)
+    http = TCPServer(port, site, interface=host, reactor=reactor)  # type: ignore[no-untyped-call]
+    clients = ClientPoolService(pool)
+    # Started in this order, stopped in reverse: the API goes away first,
+    # then the node, then idle client connections.
+    services: list[tuple[str, Service]] = [("clients", clients), ("raft", raft), ("http", http)]
+    for name, service in services:
+        service.setName(name)  # type: ignore[no-untyped-call]
+        service.setServiceParent(root)  # type: ignore[no-untyped-call]
+    return root
+
+
+def makeService(options: Options) -> MultiService:
+    """
+    The C{IServiceMaker} entry point: build the node on the global reactor.
+    """
+    from twisted.internet import reactor
+
+    return build(options.config, reactor)

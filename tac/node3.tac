@@ -1,0 +1,38 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+Node 3 of the seed README's local three-node cluster: it waits until the
+leader contacts it.
+
+Run from the repository root, each in its own terminal:
+
+    twistd -ny tac/node3.tac
+
+It builds exactly the service of
+
+    twistd -n raft3d --id node3 --raft-addr localhost:7002 --raft-dir data/node3
+        --http-addr localhost:8002 --peers localhost:7000,localhost:7001,localhost:7002
+
+(the data directory is relative to the current directory).
+"""
+
+from twisted.application.service import Application
+
+from raft3d.tap import Options, makeService
+
+options = Options()
+options.parseOptions(
+    [
+        "--id",
+        "node3",
+        "--raft-addr",
+        "localhost:7002",
+        "--raft-dir",
+        "data/node3",
+        "--http-addr",
+        "localhost:8002",
+        "--peers",
+        "localhost:7000,localhost:7001,localhost:7002",
+    ]
+)
+application = Application("raft3d-node3")
+makeService(options).setServiceParent(application)
