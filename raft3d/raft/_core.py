@@ -342,16 +342,21 @@ class RaftCore:
 
     # -- roles -------------------------------------------------------------
 
-    def _set_role(self, role: Role) -> None:
+    def _set_role(self, role: Role, term: int | None = None) -> None:
+        """
+        Check the transition, then take C{role}.  C{term} is the term the
+        role is held in when the caller moves to it right after (the event
+        must name it); by default the current term.
+        """
         if role not in ROLE_TRANSITIONS[self.role]:
             raise IllegalTransition(f"{self.role.value} -> {role.value}")
         previous = self.role
         self.role = role
         if previous is not role or role is Role.CANDIDATE:
-            self._events.append(("role", role.value, str(self.term)))
+            self._events.append(("role", role.value, str(self.term if term is None else term)))
 
     def _become_follower(self, term: int, leader: str | None) -> None:
-        self._set_role(Role.FOLLOWER)
+        self._set_role(Role.FOLLOWER, max(term, self.term))
         if term > self.term:
             self.term = term
             self.voted_for = None
@@ -363,8 +368,10 @@ class RaftCore:
         self._reset_randomized_timeout()
         self._votes = {}
         self._progress = {}
-        if self._transferee is not None:
-            self._abort_transfer()
+        # Stepping down ends a transfer without it having failed: the new
+        # leader may well be the target.  Only a timeout (or the target's
+        # removal) reports "transfer_aborted".
+        self._transferee = None
         self._fail_leader_reads()
 
     def _campaign(self, *, pre_vote: bool, transfer: bool) -> None:
@@ -372,7 +379,7 @@ class RaftCore:
             self._set_role(Role.PRE_CANDIDATE)
             term = self.term + 1
         else:
-            self._set_role(Role.CANDIDATE)
+            self._set_role(Role.CANDIDATE, self.term + 1)
             self.term += 1
             self.voted_for = self.node_id
             term = self.term
@@ -880,17 +887,7 @@ class RaftCore:
             self._become_follower(m.term, m.sender)
         self._hear_from_leader(m.sender)
         if m.prev_log_index < self.commit_index:
-            self._send(
-                m.sender,
-                AppendEntriesResponse(
-                    self.term,
-                    self.node_id,
-                    True,
-                    m.prev_log_index,
-                    match_index=self.commit_index,
-                    last_log_index=self.log.last_index,
-                ),
-            )
+            self._reply_append(m, True, match_index=self.commit_index)
             return
         term = self.log.term_at(m.prev_log_index)
         if term != m.prev_log_term:
@@ -901,30 +898,33 @@ class RaftCore:
                 conflict_index = self.log.first_index_of_term(
                     m.prev_log_index, self.commit_index + 1
                 )
-            self._send(
-                m.sender,
-                AppendEntriesResponse(
-                    self.term,
-                    self.node_id,
-                    False,
-                    m.prev_log_index,
-                    conflict_term=conflict_term,
-                    conflict_index=conflict_index,
-                    last_log_index=self.log.last_index,
-                ),
+            self._reply_append(
+                m, False, conflict_term=conflict_term, conflict_index=conflict_index
             )
             return
         self._append_from_leader(m.entries)
         match = m.prev_log_index + len(m.entries)
         self._commit_to(min(m.leader_commit, match))
+        self._reply_append(m, True, match_index=match)
+
+    def _reply_append(
+        self,
+        m: AppendEntries,
+        success: bool,
+        match_index: int = 0,
+        conflict_term: int = 0,
+        conflict_index: int = 0,
+    ) -> None:
         self._send(
             m.sender,
             AppendEntriesResponse(
                 self.term,
                 self.node_id,
-                True,
+                success,
                 m.prev_log_index,
-                match_index=match,
+                match_index=match_index,
+                conflict_term=conflict_term,
+                conflict_index=conflict_index,
                 last_log_index=self.log.last_index,
             ),
         )
@@ -1074,7 +1074,7 @@ class RaftCore:
             if self._maybe_commit():
                 self._broadcast_append(send_if_empty=True)
             else:
-                self._maybe_send_append(m.sender)
+                self._maybe_send_append(m.sender, send_if_empty=True)
         elif not m.success and m.offset == 0 and m.done:
             self.report_snapshot(m.sender, False)
 
@@ -1086,10 +1086,14 @@ class RaftCore:
         pr = self._progress.get(peer)
         if self.role is not Role.LEADER or pr is None or pr.state is not ProgressState.SNAPSHOT:
             return
+        pr.pending_snapshot = 0
         pr.become_probe(pr.match + 1)
         pr.probe_sent = True
 
     def _handle_timeout_now(self, m: TimeoutNow) -> None:
+        if self.role is Role.LEADER:
+            # Only a confused or hostile peer sends this to a leader.
+            return
         if self.promotable():
             self._events.append(("transfer_received", m.sender, str(self.term)))
             self._campaign(pre_vote=False, transfer=True)

@@ -466,6 +466,18 @@ def persist(core: RaftCore, ready: Ready) -> None:
         core.on_persisted(*ready.persist_mark)
 
 
+def persist_all(core: RaftCore) -> list[Ready]:
+    """
+    Take every ready of a core driven by hand, reporting each one durable
+    before taking the next (which may then hold newly committed entries).
+    """
+    out = []
+    while (ready := core.take_ready()) is not None:
+        out.append(ready)
+        persist(core, ready)
+    return out
+
+
 def messages_of(ready: Ready) -> list[tuple[str, Message]]:
     return list(ready.messages) + list(ready.persisted_messages)
 
@@ -479,9 +491,10 @@ def settings(**overrides: object) -> CoreSettings:
     return CoreSettings(**values)  # type: ignore[arg-type]
 
 
-def campaign_to_pre_candidate(core: RaftCore) -> int:
+def time_out(core: RaftCore) -> int:
     """
-    Tick a lone core until it starts an election; return the ticks taken.
+    Tick a lone core until it starts an election (as pre-candidate,
+    candidate, or straight to leader when alone); return the ticks taken.
     """
     for ticks in range(1, 4 * core.settings.election_ticks):
         core.tick()
@@ -495,7 +508,7 @@ def make_leader(core: RaftCore, *voters: str) -> None:
     Drive a hand-held core to leadership: time out, then receive granted
     (pre-)votes from C{voters}.  Readies are drained and persisted.
     """
-    campaign_to_pre_candidate(core)
+    time_out(core)
     if core.role is Role.PRE_CANDIDATE:
         for voter in voters:
             core.step(RequestVoteResponse(core.term + 1, voter, True, True))
@@ -507,14 +520,12 @@ def make_leader(core: RaftCore, *voters: str) -> None:
         core.step(RequestVoteResponse(core.term, voter, True, False))
     if core.role is not Role.LEADER:
         raise AssertionError(f"{core.node_id} is {core.role}")
-    for ready in drain(core):
-        persist(core, ready)
+    persist_all(core)
 
 
 __all__ = [
     "Disk",
     "Network",
-    "campaign_to_pre_candidate",
     "config_entry",
     "configuration",
     "drain",
@@ -525,6 +536,8 @@ __all__ = [
     "messages_of",
     "normal",
     "persist",
+    "persist_all",
     "settings",
     "take",
+    "time_out",
 ]
