@@ -46,6 +46,12 @@ TWISTD = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twi
 What C{python -c} runs to be C{twistd}.
 """
 
+TWISTD_OWN_GROUP = "import os; os.setpgrp(); " + TWISTD
+"""
+The same in a process group of its own, out of reach of the terminal's
+Ctrl-C: the cluster stops its nodes itself, one signal each.
+"""
+
 GRACE = 10.0
 """
 Seconds a node gets to stop after SIGTERM before it is killed.
@@ -54,12 +60,19 @@ Seconds a node gets to stop after SIGTERM before it is killed.
 _COLOURS = ("36", "35", "33", "32", "34", "31")
 
 
-def twistd_argv(args: Sequence[str], python: str | None = None) -> list[str]:
+def twistd_argv(
+    args: Sequence[str], python: str | None = None, *, own_group: bool = False
+) -> list[str]:
     """
     The command line that runs C{twistd *args} with C{python} (this
-    interpreter by default).
+    interpreter by default), in a process group of its own if asked.
+
+    C{-P} keeps the current directory off C{sys.path}, so the child
+    imports the C{raft3d} that L{child_environment} puts on C{PYTHONPATH}
+    (the parent's), not whatever copy happens to be in its directory.
     """
-    return [python or sys.executable, "-c", TWISTD, *args]
+    code = TWISTD_OWN_GROUP if own_group else TWISTD
+    return [python or sys.executable, "-P", "-c", code, *args]
 
 
 def source_root() -> str:
@@ -114,11 +127,12 @@ class NodeSpec:
             args.append("--bootstrap")
         return [*args, "--peers", ",".join(self.peers)]
 
-    def argv(self, python: str | None = None) -> list[str]:
+    def argv(self, python: str | None = None, *, own_group: bool = False) -> list[str]:
         """
         The whole command line of this node.
         """
-        return twistd_argv(["--nodaemon", "--pidfile=", "raft3d", *self.raft3d_args()], python)
+        args = ["--nodaemon", "--pidfile=", "raft3d", *self.raft3d_args()]
+        return twistd_argv(args, python, own_group=own_group)
 
     def shell_command(self) -> str:
         """
@@ -191,30 +205,58 @@ class Console:
             self.line("devcluster", None, line)
 
 
+@attrs.frozen
+class ProcessEnd:
+    """
+    How a process ended: its exit status, or the signal that killed it.
+    """
+
+    status: int | None
+    signal: int | None
+
+    @classmethod
+    def from_reason(cls, reason: Failure) -> ProcessEnd:
+        value = reason.value
+        if isinstance(value, ProcessDone):
+            return cls(0, None)
+        return cls(getattr(value, "exitCode", None), getattr(value, "signal", None))
+
+    def describe(self) -> str:
+        """
+        "exited with status N" or "ended by SIGNAME".
+        """
+        if self.signal is not None:
+            try:
+                name = signal.Signals(self.signal).name
+            except ValueError:
+                name = f"signal {self.signal}"
+            return f"ended by {name}"
+        return f"exited with status {self.status}"
+
+
 class NodeOutput(ProcessProtocol):
     """
     Passes a node's output, line by line, to C{emit}, and tells
-    L{when_ended} waiters how the process ended (a L{Failure} of
-    C{ProcessDone} or C{ProcessTerminated}).
+    L{when_ended} waiters how the process ended.
     """
 
     def __init__(self, emit: Callable[[str], None]) -> None:
         self._emit = emit
         self._partial: dict[int, bytes] = {}
-        self.reason: Failure | None = None
-        self._waiters: list[Deferred[Failure]] = []
+        self.end: ProcessEnd | None = None
+        self._waiters: list[Deferred[ProcessEnd]] = []
 
     @property
     def ended(self) -> bool:
-        return self.reason is not None
+        return self.end is not None
 
-    def when_ended(self) -> Deferred[Failure]:
+    def when_ended(self) -> Deferred[ProcessEnd]:
         """
-        A Deferred that fires with the end's reason (at once if over).
+        A Deferred that fires with the process's end (at once if over).
         """
-        if self.reason is not None:
-            return succeed(self.reason)
-        d: Deferred[Failure] = Deferred()
+        if self.end is not None:
+            return succeed(self.end)
+        d: Deferred[ProcessEnd] = Deferred()
         self._waiters.append(d)
         return d
 
@@ -230,27 +272,10 @@ class NodeOutput(ProcessProtocol):
             if rest:
                 self._emit(rest.decode("utf-8", "replace"))
         self._partial.clear()
-        self.reason = reason
+        end = self.end = ProcessEnd.from_reason(reason)
         waiters, self._waiters = self._waiters, []
         for d in waiters:
-            d.callback(reason)
-
-
-def describe_end(reason: Failure) -> str:
-    """
-    "exited with status N" or "was killed by signal N".
-    """
-    value = reason.value
-    if isinstance(value, ProcessDone):
-        return "exited with status 0"
-    sig = getattr(value, "signal", None)
-    if sig is not None:
-        try:
-            name = signal.Signals(sig).name
-        except ValueError:
-            name = str(sig)
-        return f"was killed by {name}"
-    return f"exited with status {getattr(value, 'exitCode', '?')}"
+            d.callback(end)
 
 
 class Node:
@@ -274,7 +299,7 @@ class Node:
     def pid(self) -> int | None:
         return getattr(self.transport, "pid", None) if self.running else None
 
-    def start(self, reactor: IReactorProcess) -> Deferred[Failure]:
+    def start(self, reactor: IReactorProcess) -> Deferred[ProcessEnd]:
         """
         Start the node; the result fires when it ends.
         """
@@ -282,7 +307,7 @@ class Node:
         protocol = NodeOutput(lambda text: self._console.line(self.spec.name, self.index, text))
         self.protocol = protocol
         self.transport = reactor.spawnProcess(
-            protocol, sys.executable, self.spec.argv(), env=child_environment()
+            protocol, sys.executable, self.spec.argv(own_group=True), env=child_environment()
         )
         return protocol.when_ended()
 
@@ -310,7 +335,7 @@ class Node:
         self.signal("TERM")
         killer = clock.callLater(grace, self.signal, "KILL")
 
-        def done(result: Failure) -> None:
+        def done(end: ProcessEnd) -> None:
             if killer.active():
                 killer.cancel()
 
@@ -413,7 +438,7 @@ class DevCluster:
         self.nodes = [Node(spec, i, console) for i, spec in enumerate(specs)]
         self._by_name = {n.spec.name: n for n in self.nodes}
         self.watcher = LeaderWatcher(reactor, get, [n.spec.url for n in self.nodes], self._leader)
-        self.done: Deferred[int] = Deferred()
+        self.done: Deferred[None] = Deferred()
         self._stopping = False
         self._announced = False
 
@@ -429,8 +454,8 @@ class DevCluster:
         node.start(self._reactor).addCallback(self._ended, node)
         self._console.say(f"{node.spec.name} started (pid {node.pid})")
 
-    def _ended(self, reason: Failure, node: Node) -> None:
-        self._console.say(f"{node.spec.name} {describe_end(reason)}")
+    def _ended(self, end: ProcessEnd, node: Node) -> None:
+        self._console.say(f"{node.spec.name} {end.describe()}")
         if self._stopping:
             return
         if not node.expected_exit and not any(n.running for n in self.nodes):
@@ -503,8 +528,16 @@ class DevCluster:
         return stopped
 
     def _finish(self, status: int) -> None:
-        if not self.done.called:
-            self.done.callback(status)
+        """
+        Fire L{done}: with L{None} for success, else with C{SystemExit}
+        (which C{react} turns into the exit status).
+        """
+        if self.done.called:
+            return
+        if status:
+            self.done.errback(SystemExit(status))
+        else:
+            self.done.callback(None)
 
 
 class StdinCommands:
@@ -569,7 +602,7 @@ class Options(usage.Options):
             raise usage.UsageError("--nodes must be between 1 and 9")
 
 
-def run(reactor: Any, argv: Sequence[str]) -> Deferred[int]:
+def run(reactor: Any, argv: Sequence[str]) -> Deferred[None]:
     """
     Run the cluster until Ctrl-C, SIGTERM or the death of every node.
     """
@@ -582,7 +615,7 @@ def run(reactor: Any, argv: Sequence[str]) -> Deferred[int]:
         options.parseOptions(list(argv))  # type: ignore[no-untyped-call]
     except usage.UsageError as e:
         sys.stderr.write(f"{options}\nerror: {e}\n")
-        return succeed(2)
+        raise SystemExit(2)
     specs = cluster_specs(
         options["nodes"],
         host=options["host"],

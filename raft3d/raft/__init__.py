@@ -39,6 +39,7 @@ from ._messages import (
     decode_message,
     encode_message,
 )
+from ._node import NodeSettings, RaftNode
 from ._types import (
     Configuration,
     Entry,
@@ -74,11 +75,13 @@ __all__ = [
     "Message",
     "NoLeader",
     "NodeIdentity",
+    "NodeSettings",
     "NodeStatus",
     "NotLeader",
     "PersistBatch",
     "ProposalDropped",
     "ProtocolError",
+    "RaftNode",
     "RaftError",
     "ReadIndexRequest",
     "ReadIndexResponse",

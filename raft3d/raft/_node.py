@@ -221,7 +221,14 @@ class RaftNode:
         )
         if loaded.snapshot is not None and loaded.snapshot_data is not None:
             self._restore(loaded.snapshot, loaded.snapshot_data)
-        if bootstrap is not None and loaded.identity is None:
+        blank = (
+            loaded.hard_state.term == 0 and not loaded.entries and loaded.snapshot is None
+        )
+        if bootstrap is not None and blank:
+            # Also after a crash between recording the identity and the
+            # first configuration: nothing of the cluster exists yet.
+            if not self.identity.cluster_id:
+                self.adopt_cluster_id(cluster_id)
             self._core.bootstrap(bootstrap)
             self.log.info(
                 "{node}: bootstrapped cluster {cluster} with {members}",

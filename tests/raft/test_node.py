@@ -8,6 +8,8 @@ simulated time with simulated and real disks.
 from __future__ import annotations
 
 import random
+import shutil
+import tempfile
 from typing import Any
 
 from twisted.internet.task import Clock
@@ -183,6 +185,25 @@ class SingleNodeTests(SynchronousTestCase):
         _run(self.clock, 0.1)
         self.assertEqual(self.successResultOf(again), first)
 
+    def test_bootstrap_after_plain_start(self) -> None:
+        """
+        A node first started without the bootstrap configuration (so its
+        identity was recorded, but nothing of a cluster) can still be
+        bootstrapped when restarted with it.
+        """
+        clock = Clock()
+        storage = MemoryStorage(clock, random.Random(5), fsync_delay=(0.001, 0.002))
+        node, _ = _single(clock, storage)
+        node.start()
+        _run(clock, 1.0)
+        self.assertEqual(node.status().members, ())
+        node.halt()
+        again, _ = _single(clock, storage.crash())
+        again.start(bootstrap=_SOLO, cluster_id="late")
+        _run(clock, 2.0)
+        self.assertEqual(again.status().role, "Leader")
+        self.assertEqual(again.identity.cluster_id, "late")
+
     def test_wrong_node_data(self) -> None:
         """
         A data directory that belongs to another node refuses to start.
@@ -277,7 +298,8 @@ class DiskRestartTests(SynchronousTestCase):
         Restarting a bootstrapped node on its data directory with the very
         same arguments resumes from disk; the bootstrap is not repeated.
         """
-        path = self.mktemp()
+        path = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, path, True)
         clock = Clock()
         storage = DiskStorage(path, reactor=clock, _synchronous=True)  # type: ignore[arg-type]
         node, machine = _single(clock, storage)

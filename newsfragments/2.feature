@@ -1,0 +1,1 @@
+Raft consensus engine: pre-vote, check-quorum, pipelined replication with group commit, snapshots with chunked InstallSnapshot, learners and single-server membership changes, leadership transfer, ReadIndex reads and client sessions, proven by a deterministic fault simulation.

@@ -1,0 +1,291 @@
+"""
+Real C{twistd raft3d} processes on 127.0.0.1 for the integration tests.
+
+L{ProcessCluster} starts each node exactly as an operator would
+(C{python -c "...twistd.run()" --nodaemon --pidfile= raft3d --id ...}, with
+this checkout first on C{PYTHONPATH}), keeps every line a node prints in a
+file of the test's temporary directory and the last lines in memory for
+failure messages, and kills every node it started with SIGKILL in cleanup,
+whatever happened.  Time is only ever spent waiting for conditions, polled
+every 0.1 s, with generous deadlines: the machines running this are slow and
+shared.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import tempfile
+from collections import deque
+from typing import Any, Awaitable, Callable
+
+from treq.client import HTTPClient
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.error import ProcessExitedAlready
+from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
+from twisted.web.client import Agent, HTTPConnectionPool
+
+from raft3d.devcluster import NodeSpec, ProcessEnd, child_environment
+
+POLL = 0.1
+DEADLINE = 60.0
+TAIL_LINES = 40
+
+
+def free_ports(count: int) -> list[int]:
+    """
+    C{count} distinct TCP ports that were free on 127.0.0.1 a moment ago
+    (all held open together, so they are distinct).
+    """
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+class ProcessOutput(ProcessProtocol):
+    """
+    Writes a node's output to a file, keeps its last lines, and tells
+    waiters how it ended.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._file = open(path, "ab")  # noqa: SIM115 (closed in processEnded)
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self.lines: list[str] = []
+        self._partial = b""
+        self.end: ProcessEnd | None = None
+        self._waiters: list[Deferred[ProcessEnd]] = []
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        self._file.write(data)
+        self._file.flush()
+        *raw, self._partial = (self._partial + data).split(b"\n")
+        lines = [line.decode("utf-8", "replace") for line in raw]
+        self.tail.extend(lines)
+        self.lines.extend(lines)
+
+    def processEnded(self, reason: Failure) -> None:
+        if self._partial:
+            self.tail.append(self._partial.decode("utf-8", "replace"))
+            self.lines.append(self.tail[-1])
+        self._file.close()
+        self.end = ProcessEnd.from_reason(reason)
+        waiters, self._waiters = self._waiters, []
+        for d in waiters:
+            d.callback(self.end)
+
+    def when_ended(self) -> Deferred[ProcessEnd]:
+        if self.end is not None:
+            return succeed(self.end)
+        d: Deferred[ProcessEnd] = Deferred()
+        self._waiters.append(d)
+        return d
+
+
+class ProcessCluster:
+    """
+    A cluster of real nodes, like the seed README's: node1 bootstraps, and
+    every node gets the same address-only C{--peers}.
+    """
+
+    def __init__(self, test: Any, nodes: int = 3) -> None:
+        self._test = test
+        self.directory = tempfile.mkdtemp(prefix="raft3d-integration-")
+        ports = free_ports(2 * nodes)
+        raft = [f"127.0.0.1:{p}" for p in ports[:nodes]]
+        self.specs = {
+            f"node{i + 1}": NodeSpec(
+                name=f"node{i + 1}",
+                raft_addr=raft[i],
+                http_addr=f"127.0.0.1:{ports[nodes + i]}",
+                raft_dir=os.path.join(self.directory, f"node{i + 1}"),
+                bootstrap=i == 0,
+                peers=tuple(raft),
+            )
+            for i in range(nodes)
+        }
+        self._outputs: dict[str, list[ProcessOutput]] = {name: [] for name in self.specs}
+        self._processes: dict[str, Any] = {}
+        self.failed = False
+        self._pool = HTTPConnectionPool(reactor)
+        self._pool.retryAutomatically = False
+        self.http = HTTPClient(Agent(reactor, pool=self._pool, connectTimeout=2))
+        test.addCleanup(self._cleanup)
+
+    # -- processes ------------------------------------------------------
+
+    def add(self, spec: NodeSpec) -> None:
+        """
+        Add a node with its own spec (it is not in the others' peers).
+        """
+        self.specs[spec.name] = spec
+        self._outputs[spec.name] = []
+
+    def output(self, name: str, run: int = -1) -> ProcessOutput:
+        """
+        The output of node C{name}'s latest (or C{run}th, from 0) run.
+        """
+        return self._outputs[name][run]
+
+    def start(self, name: str) -> None:
+        """
+        Start (or restart, with the very same command line) node C{name}.
+        """
+        spec = self.specs[name]
+        outputs = self._outputs[name]
+        output = ProcessOutput(os.path.join(self.directory, f"{name}.{len(outputs) + 1}.log"))
+        outputs.append(output)
+        self._processes[name] = reactor.spawnProcess(
+            output, spec.argv()[0], spec.argv(), env=child_environment(), path=self.directory
+        )
+
+    def start_all(self) -> None:
+        for name in self.specs:
+            self.start(name)
+
+    def running(self, name: str) -> bool:
+        outputs = self._outputs[name]
+        return bool(outputs) and outputs[-1].end is None
+
+    def signal(self, name: str, signal: str) -> None:
+        """
+        Send C{signal} ("TERM", "KILL"...) to node C{name}.
+        """
+        self._processes[name].signalProcess(signal)
+
+    async def kill(self, name: str) -> ProcessEnd:
+        """
+        SIGKILL node C{name} and wait until it is gone.
+        """
+        output = self._outputs[name][-1]
+        try:
+            self._processes[name].signalProcess("KILL")
+        except ProcessExitedAlready:
+            pass
+        return await output.when_ended()
+
+    def _cleanup(self) -> Deferred[Any]:
+        waits = []
+        for name, outputs in self._outputs.items():
+            if outputs and outputs[-1].end is None:
+                try:
+                    self._processes[name].signalProcess("KILL")
+                except ProcessExitedAlready:
+                    pass
+                waits.append(outputs[-1].when_ended())
+        d = DeferredList(waits)
+        d.addCallback(lambda _: self._pool.closeCachedConnections())
+        if not self.failed:
+            d.addCallback(lambda _: shutil.rmtree(self.directory, ignore_errors=True))
+        return d
+
+    def tails(self) -> str:
+        """
+        The last lines of every node's output, for failure messages.
+        """
+        parts = [f"(the nodes' whole output and data are kept in {self.directory})"]
+        for name, outputs in self._outputs.items():
+            for run, output in enumerate(outputs, 1):
+                state = output.end.describe() if output.end else "running"
+                parts.append(f"--- {name} run {run} ({state}), last lines:")
+                parts.extend(output.tail)
+        return "\n".join(parts)
+
+    # -- HTTP -----------------------------------------------------------
+
+    def url(self, name: str, path: str) -> str:
+        return f"http://{self.specs[name].http_addr}{path}"
+
+    async def call(
+        self, method: str, name: str, path: str, body: object | None = None
+    ) -> tuple[int, Any, Any]:
+        """
+        One request to node C{name}: C{(status, decoded JSON body, headers)}.
+        """
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {b"Content-Type": [b"application/json"]} if data is not None else None
+        response = await self.http.request(
+            method, self.url(name, path), data=data, headers=headers, timeout=15
+        )
+        content = await response.content()
+        return response.code, json.loads(content) if content else None, response.headers
+
+    async def ok(
+        self, method: str, name: str, path: str, body: object | None = None, code: int = 200
+    ) -> Any:
+        """
+        Like L{call}, failing the test with the node output unless the
+        status is C{code}; returns the decoded body.
+        """
+        status, value, _ = await self.call(method, name, path, body)
+        if status != code:
+            self.fail(f"{method} {path} on {name}: expected {code}, got {status} {value}")
+        return value
+
+    async def status(self, name: str) -> dict[str, Any] | None:
+        """
+        Node C{name}'s C{/status}, or L{None} if it does not answer (yet).
+        """
+        try:
+            code, value, _ = await self.call("GET", name, "/status")
+        except Exception:
+            return None
+        return value if code == 200 and isinstance(value, dict) else None
+
+    # -- waiting --------------------------------------------------------
+
+    async def wait_for(
+        self, what: str, probe: Callable[[], Awaitable[Any]], deadline: float = DEADLINE
+    ) -> Any:
+        """
+        Poll C{probe} every L{POLL} seconds until it returns something
+        true, and return that; fail with the node output after C{deadline}
+        seconds.
+        """
+        give_up = reactor.seconds() + deadline
+        while True:
+            value = await probe()
+            if value:
+                return value
+            if reactor.seconds() > give_up:
+                self.fail(f"timed out after {deadline:.0f} s waiting for {what}")
+            await deferLater(reactor, POLL, lambda: None)
+
+    async def leader(self, among: list[str] | None = None, other_than: str | None = None) -> str:
+        """
+        Wait until one of C{among} (default: every running node) says it
+        leads, and every other running node of C{among} agrees.
+        """
+
+        async def probe() -> str | None:
+            names = [n for n in (among or list(self.specs)) if self.running(n)]
+            views = [await self.status(n) for n in names]
+            if any(v is None for v in views):
+                return None
+            leaders = {v["leader_id"] for v in views if v is not None}
+            led = [v["id"] for v in views if v is not None and v["is_leader"]]
+            if len(leaders) == 1 and len(led) == 1 and led[0] != other_than:
+                return str(led[0])
+            return None
+
+        result: str = await self.wait_for("a leader that every running node agrees on", probe)
+        return result
+
+    def fail(self, message: str) -> None:
+        """
+        Fail the test with the nodes' last lines, keeping their directory.
+        """
+        self.failed = True
+        self._test.fail(f"{message}\n{self.tails()}")

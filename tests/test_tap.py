@@ -1,0 +1,343 @@
+"""
+Tests for L{raft3d.tap}: the command line of C{twistd raft3d}, the services
+it builds, the plugin that names it and the C{tac/} files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from twisted.application.internet import TCPServer
+from twisted.application.service import (
+    IService,
+    IServiceCollection,
+    IServiceMaker,
+    MultiService,
+    loadApplication,
+)
+from twisted.internet.testing import MemoryReactorClock
+from twisted.plugin import getPlugins
+from twisted.python.usage import UsageError
+from twisted.trial.unittest import SynchronousTestCase
+
+from raft3d import tap
+from raft3d.raft import Member
+from raft3d.service import APISite, ClientPoolService, PeerSpec, RaftService, StartupGate
+from raft3d.transport import DEFAULT_MAX_FRAME
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SEED_NODE1 = [
+    "--id",
+    "node1",
+    "--raft-addr",
+    "localhost:7000",
+    "--raft-dir",
+    "data/node1",
+    "--http-addr",
+    "localhost:8000",
+    "--bootstrap",
+    "--peers",
+    "localhost:7000,localhost:7001,localhost:7002",
+]
+
+
+def parse(args: list[str]) -> tap.Options:
+    options = tap.Options()
+    options.parseOptions(args)
+    return options
+
+
+def without(args: list[str], flag: str) -> list[str]:
+    """
+    C{args} without C{flag} and its value.
+    """
+    i = args.index(flag)
+    return args[:i] + args[i + 2 :]
+
+
+def replace(args: list[str], flag: str, value: str) -> list[str]:
+    i = args.index(flag)
+    return [*args[: i + 1], value, *args[i + 2 :]]
+
+
+class OptionsTests(SynchronousTestCase):
+    def test_seed_command(self) -> None:
+        """
+        The seed README's node1 command line gives node1, its addresses,
+        bootstrap, and its two peers (its own entry removed), with the
+        default tuning: 500 ms elections and 50 ms heartbeats as ticks,
+        snapshots every 8192 entries keeping 1024, 16 MiB frames.
+        """
+        config = parse(SEED_NODE1).config
+        self.assertEqual(
+            (config.node_id, config.raft_addr, config.raft_dir, config.http_addr),
+            ("node1", "localhost:7000", "data/node1", "localhost:8000"),
+        )
+        self.assertTrue(config.bootstrap)
+        self.assertEqual(config.peers, (PeerSpec("localhost:7001"), PeerSpec("localhost:7002")))
+        self.assertEqual(config.member, Member("node1", "localhost:7000", "localhost:8000", True))
+        self.assertEqual(config.cluster_id, "")
+        settings = config.settings
+        self.assertEqual(settings.tick_interval, 0.05)
+        self.assertEqual((settings.election_ticks, settings.heartbeat_ticks), (10, 1))
+        self.assertEqual((settings.snapshot_threshold, settings.trailing_entries), (8192, 1024))
+        self.assertEqual(config.max_frame, DEFAULT_MAX_FRAME)
+        self.assertEqual(settings.max_append_bytes, 1 << 20)
+        self.assertEqual(config.warnings, ())
+        self.assertFalse(config.verbose)
+        self.assertIsNone(config.access_log)
+
+    def test_go_style_flags(self) -> None:
+        """
+        The seed README spells flags with one dash, as Go does; they work
+        verbatim, also as C{-flag=value}.
+        """
+        go = [("-" + a[2:] if a.startswith("--") else a) for a in SEED_NODE1]
+        self.assertEqual(parse(go).config, parse(SEED_NODE1).config)
+        self.assertEqual(parse(["-id=node1", *SEED_NODE1[2:]]).config.node_id, "node1")
+
+    def test_go_style_stops_at_double_dash(self) -> None:
+        """
+        Only known long names are rewritten, and nothing after C{--}.
+        """
+        self.assertEqual(
+            tap.go_style(["-id", "x", "-zz", "--", "-id"], frozenset({"id"})),
+            ["--id", "x", "-zz", "--", "-id"],
+        )
+
+    def test_missing_required(self) -> None:
+        """
+        Each of C{--id}, C{--raft-addr}, C{--raft-dir} and C{--http-addr}
+        is required, and the error names every missing one.
+        """
+        e = self.assertRaises(UsageError, parse, [])
+        self.assertIn("missing --id, --raft-addr, --raft-dir, --http-addr", str(e))
+        for flag in ("--id", "--raft-addr", "--raft-dir", "--http-addr"):
+            e = self.assertRaises(UsageError, parse, without(SEED_NODE1, flag))
+            self.assertEqual(str(e), f"missing {flag} (see --help)")
+
+    def test_bad_values(self) -> None:
+        """
+        Bad ids and addresses, bad peers and impossible tuning are usage
+        errors that say what is wrong.
+        """
+        for flag, value, fragment in (
+            ("--id", "node 1", "1-64 letters"),
+            ("--raft-addr", "localhost", "--raft-addr: address 'localhost' is not host:port"),
+            ("--raft-addr", "0.0.0.0:7000", "other nodes can reach"),
+            ("--http-addr", "localhost:99999", "--http-addr: port 99999"),
+            ("--peers", "localhost:7000,localhost:7000", "twice"),
+            ("--peers", "node2=localhost:7000", "this node's --raft-addr, to node node2"),
+        ):
+            e = self.assertRaises(UsageError, parse, replace(SEED_NODE1, flag, value))
+            self.assertIn(fragment, str(e))
+        for extra, fragment in (
+            (["--election-timeout", "20"], "at least 50"),
+            (["--election-timeout", "fast"], "must be an integer"),
+            (["--heartbeat-interval", "200"], "at least three times --heartbeat-interval"),
+            (["--snapshot-threshold", "0"], "at least 1"),
+            (["--max-frame", "1000"], "at least 65536"),
+            (["--cluster-id", "x" * 300], "at most 256"),
+        ):
+            e = self.assertRaises(UsageError, parse, [*SEED_NODE1, *extra])
+            self.assertIn(fragment, str(e))
+
+    def test_tuning(self) -> None:
+        """
+        Timeouts in milliseconds become whole 50 ms ticks; a small frame
+        limit shrinks append batches and snapshot chunks to fit.
+        """
+        config = parse(
+            [
+                *SEED_NODE1,
+                "--election-timeout",
+                "1000",
+                "--heartbeat-interval",
+                "120",
+                "--snapshot-threshold",
+                "100",
+                "--trailing-logs",
+                "0",
+                "--max-frame",
+                "131072",
+                "--cluster-id",
+                "farm",
+                "--access-log",
+                "access.log",
+                "--verbose",
+            ]
+        ).config
+        settings = config.settings
+        self.assertEqual((settings.election_ticks, settings.heartbeat_ticks), (20, 2))
+        self.assertEqual((settings.snapshot_threshold, settings.trailing_entries), (100, 0))
+        self.assertEqual((settings.max_append_bytes, settings.snapshot_chunk_size), (65536, 65536))
+        self.assertEqual((config.max_frame, config.cluster_id), (131072, "farm"))
+        self.assertEqual(config.access_log, "access.log")
+        self.assertTrue(config.verbose)
+
+    def test_warnings(self) -> None:
+        """
+        Peers that do not list this node, and a bootstrap without peers,
+        are allowed but warned about.
+        """
+        config = parse(replace(SEED_NODE1, "--peers", "localhost:7001")).config
+        self.assertEqual(len(config.warnings), 1)
+        self.assertIn("does not list this node's --raft-addr localhost:7000", config.warnings[0])
+        config = parse(without(SEED_NODE1, "--peers")).config
+        self.assertEqual(config.peers, ())
+        self.assertIn("single-node cluster", config.warnings[0])
+
+    def test_ids_in_peers(self) -> None:
+        """
+        C{id=host:port} peers keep their ids for the bootstrap probe.
+        """
+        config = parse(
+            replace(SEED_NODE1, "--peers", "node1=localhost:7000,node2=localhost:7001")
+        ).config
+        self.assertEqual(config.peers, (PeerSpec("localhost:7001", "node2"),))
+
+    def test_help_mentions_every_flag(self) -> None:
+        """
+        C{--help} documents every flag.
+        """
+        text = str(tap.Options())
+        for flag in (
+            "--id",
+            "--raft-addr",
+            "--raft-dir",
+            "--http-addr",
+            "--bootstrap",
+            "--peers",
+            "--cluster-id",
+            "--election-timeout",
+            "--heartbeat-interval",
+            "--snapshot-threshold",
+            "--trailing-logs",
+            "--max-frame",
+            "--access-log",
+            "--verbose",
+        ):
+            self.assertIn(flag, text)
+
+
+def children(service: MultiService) -> dict[str, Any]:
+    return {IService(s).name: s for s in IServiceCollection(service)}
+
+
+class BuildTests(SynchronousTestCase):
+    def test_services(self) -> None:
+        """
+        L{tap.build} makes a C{MultiService} of the forwarding client's
+        pool, the Raft service and the HTTP server, in that order (so the
+        API stops first), without binding anything until started.
+        """
+        reactor = MemoryReactorClock()
+        root = tap.build(parse(SEED_NODE1).config, reactor)
+        self.assertIsInstance(root, MultiService)
+        self.assertEqual([s.name for s in root], ["clients", "raft", "http"])
+        services = children(root)
+        self.assertIsInstance(services["clients"], ClientPoolService)
+        self.assertEqual(reactor.tcpServers, [])
+
+    def test_http_server(self) -> None:
+        """
+        The HTTP server listens on C{--http-addr}'s port and interface and
+        serves the API behind the start-up gate with bounded requests.
+        """
+        reactor = MemoryReactorClock()
+        http = children(tap.build(parse(SEED_NODE1).config, reactor))["http"]
+        self.assertIsInstance(http, TCPServer)
+        port, site = http.args
+        self.assertEqual((port, http.kwargs["interface"]), (8000, "localhost"))
+        self.assertIsInstance(site, APISite)
+        self.assertIsInstance(site.resource, StartupGate)
+        self.assertFalse(site.resource.is_open)
+        http.privilegedStartService()
+        self.assertEqual(reactor.tcpServers[0][0], 8000)
+        self.assertEqual(reactor.tcpServers[0][3], "localhost")
+
+    def test_raft_service(self) -> None:
+        """
+        The Raft service runs node1 with the configured settings, bootstrap
+        flag and peers; its transport advertises the HTTP address and
+        passes adopted cluster ids to the node.
+        """
+        reactor = MemoryReactorClock()
+        config = parse([*SEED_NODE1, "--cluster-id", "farm"]).config
+        raft = children(tap.build(config, reactor))["raft"]
+        self.assertIsInstance(raft, RaftService)
+        self.assertEqual(raft.node.node_id, "node1")
+        self.assertEqual(raft.node.settings, config.settings)
+        self.assertEqual(raft._peers, config.peers)
+        self.assertTrue(raft._bootstrap)
+        self.assertEqual(raft._cluster_id, "farm")
+        self.assertEqual(raft._own, config.member)
+        transport = raft._transport
+        self.assertEqual(transport._http_addr, "localhost:8000")
+        self.assertEqual(transport.advertised_address, "localhost:7000")
+        adopted: list[str] = []
+        self.patch(raft.node, "adopt_cluster_id", adopted.append)
+        assert transport._on_cluster_id is not None
+        transport._on_cluster_id("K")
+        self.assertEqual(adopted, ["K"])
+        self.assertIs(raft.node.on_fatal, raft._fatal)
+
+    def test_make_service(self) -> None:
+        """
+        L{tap.makeService}, the plugin's entry point, builds the same
+        services on the global reactor.
+        """
+        root = tap.makeService(parse(SEED_NODE1))
+        self.assertEqual([s.name for s in root], ["clients", "raft", "http"])
+
+
+class PluginTests(SynchronousTestCase):
+    def test_plugin(self) -> None:
+        """
+        C{twistd} finds the C{raft3d} plugin, which names L{raft3d.tap}.
+        """
+        makers = {m.tapname: m for m in getPlugins(IServiceMaker)}
+        maker = makers["raft3d"]
+        self.assertEqual(maker.name, "Raft3D")
+        self.assertIs(maker.options, tap.Options)
+        self.assertIs(maker.makeService, tap.makeService)
+
+    def test_plugin_layout(self) -> None:
+        """
+        The plugin directory has no C{__init__.py} (it must stay a namespace
+        portion of the installed C{twisted.plugins}), and the plugin file
+        imports nothing of Raft3D at discovery time.
+        """
+        plugins = ROOT / "twisted" / "plugins"
+        self.assertFalse((ROOT / "twisted" / "__init__.py").exists())
+        self.assertFalse((plugins / "__init__.py").exists())
+        source = (plugins / "raft3d_plugin.py").read_text()
+        self.assertIn('ServiceMaker("Raft3D", "raft3d.tap",', source)
+        self.assertNotIn("import raft3d", source)
+
+
+class TacTests(SynchronousTestCase):
+    def test_tac_files(self) -> None:
+        """
+        C{tac/nodeN.tac} builds the service of the seed README's node N:
+        raft port 700N-1, HTTP port 800N-1, data in data/nodeN, the same
+        peers everywhere, and only node1 bootstraps.
+        """
+        for n in (1, 2, 3):
+            application = loadApplication(str(ROOT / "tac" / f"node{n}.tac"), "python")
+            [root] = list(IServiceCollection(application))
+            raft = children(root)["raft"]
+            http = children(root)["http"]
+            self.assertEqual(
+                raft._own,
+                Member(f"node{n}", f"localhost:{6999 + n}", f"localhost:{7999 + n}", True),
+            )
+            self.assertEqual(raft._bootstrap, n == 1)
+            self.assertEqual(
+                {p.addr for p in raft._peers},
+                {"localhost:7000", "localhost:7001", "localhost:7002"} - {f"localhost:{6999 + n}"},
+            )
+            self.assertEqual(http.args[0], 7999 + n)
+            self.assertIn(f"data/node{n}", raft._where)
