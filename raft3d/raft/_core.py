@@ -883,9 +883,7 @@ class RaftCore:
         self._record_vote(m.sender, m.granted, m.pre_vote)
 
     def _handle_append(self, m: AppendEntries) -> None:
-        if self.role is not Role.FOLLOWER:
-            self._become_follower(m.term, m.sender)
-        self._hear_from_leader(m.sender)
+        self._follow(m.sender, m.term)
         if m.prev_log_index < self.commit_index:
             self._reply_append(m, True, match_index=self.commit_index)
             return
@@ -929,6 +927,25 @@ class RaftCore:
             ),
         )
 
+    def _follow(self, leader: str, term: int) -> None:
+        """
+        A message from the leader of our term: follow it.
+        """
+        if self.role is not Role.FOLLOWER:
+            self._become_follower(term, leader)
+        self._hear_from_leader(leader)
+
+    def _active_progress(self, peer: str) -> Progress | None:
+        """
+        As leader, the progress of C{peer}, which just answered us.
+        """
+        if self.role is not Role.LEADER:
+            return None
+        pr = self._progress.get(peer)
+        if pr is not None:
+            pr.recent_active = True
+        return pr
+
     def _hear_from_leader(self, leader: str) -> None:
         if self.leader_id != leader:
             self._events.append(("leader", leader, str(self.term)))
@@ -936,12 +953,9 @@ class RaftCore:
         self._election_elapsed = 0
 
     def _handle_append_response(self, m: AppendEntriesResponse) -> None:
-        if self.role is not Role.LEADER:
-            return
-        pr = self._progress.get(m.sender)
+        pr = self._active_progress(m.sender)
         if pr is None:
             return
-        pr.recent_active = True
         if not m.success:
             if m.index == 0 and m.conflict_index == 0:
                 return
@@ -979,19 +993,14 @@ class RaftCore:
             self._send(m.sender, TimeoutNow(self.term, self.node_id))
 
     def _handle_heartbeat(self, m: Heartbeat) -> None:
-        if self.role is not Role.FOLLOWER:
-            self._become_follower(m.term, m.sender)
-        self._hear_from_leader(m.sender)
+        self._follow(m.sender, m.term)
         self._commit_to(min(m.commit, self.log.last_index))
         self._send(m.sender, HeartbeatResponse(self.term, self.node_id, m.read_ctx))
 
     def _handle_heartbeat_response(self, m: HeartbeatResponse) -> None:
-        if self.role is not Role.LEADER:
-            return
-        pr = self._progress.get(m.sender)
+        pr = self._active_progress(m.sender)
         if pr is None:
             return
-        pr.recent_active = True
         if pr.state is ProgressState.PROBE:
             pr.probe_sent = False
         elif pr.state is ProgressState.REPLICATE and pr.match < self.log.last_index:
@@ -1007,9 +1016,7 @@ class RaftCore:
             self._ack_read(m.sender, m.read_ctx)
 
     def _handle_install_snapshot(self, m: InstallSnapshot) -> None:
-        if self.role is not Role.FOLLOWER:
-            self._become_follower(m.term, m.sender)
-        self._hear_from_leader(m.sender)
+        self._follow(m.sender, m.term)
         if m.last_index <= self.commit_index:
             self._send(
                 m.sender,
@@ -1060,12 +1067,9 @@ class RaftCore:
         return True
 
     def _handle_snapshot_response(self, m: InstallSnapshotResponse) -> None:
-        if self.role is not Role.LEADER:
-            return
-        pr = self._progress.get(m.sender)
+        pr = self._active_progress(m.sender)
         if pr is None:
             return
-        pr.recent_active = True
         if pr.state is not ProgressState.SNAPSHOT:
             return
         if m.done and m.success:

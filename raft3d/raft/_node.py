@@ -42,8 +42,15 @@ from ._interfaces import (
     PersistBatch,
     ProposalDropped,
     RaftError,
+    StorageFull,
 )
-from ._messages import InstallSnapshot, InstallSnapshotResponse, Message
+from ._messages import (
+    HeartbeatResponse,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+    Message,
+    ReadIndexRequest,
+)
 from ._sessions import SessionTable
 from ._types import Configuration, Entry, EntryType, Member, NodeIdentity, SnapshotMeta
 
@@ -62,6 +69,8 @@ class NodeSettings:
         entries.
     @ivar trailing_entries: entries kept in the log behind a snapshot, so
         slightly lagging followers catch up without a snapshot.
+    @ivar snapshot_retry_delay: after a failed snapshot write (disk full),
+        wait this long before serializing the state machine again.
     """
 
     tick_interval: float = 0.05
@@ -76,6 +85,7 @@ class NodeSettings:
     snapshot_chunk_size: int = 1 << 20
     snapshot_window: int = 4
     snapshot_timeout: float = 10.0
+    snapshot_retry_delay: float = 2.0
     proposal_timeout: float = 10.0
     read_timeout: float = 5.0
     session_ttl: float = 24 * 3600.0
@@ -132,6 +142,13 @@ class RaftNode:
     """
     One Raft server.
 
+    A node whose log writes fail (a full disk) stays up and keeps serving
+    reads, retries the write on every tick, and recovers by itself when a
+    write succeeds again (L{disk_failing}).  Meanwhile it accepts no new
+    proposals as leader and hands leadership to another voter, since a
+    leader that cannot write its log cannot be trusted to commit; see
+    L{_persist_failed}.
+
     @ivar on_fatal: called with a reason when the node had to halt because
         its storage can no longer be trusted (the service exits so that a
         supervisor restarts it from disk).
@@ -163,6 +180,7 @@ class RaftNode:
         self._sessions = SessionTable(self.settings.session_ttl)
         self._latest_snapshot: tuple[SnapshotMeta, bytes] | None = None
         self._snapshotting = False
+        self._snapshot_retry_at = 0.0
 
         self._queue: list[tuple[list[Any], Deferred[Any]]] = []
         self._pending: dict[int, _Pending] = {}
@@ -300,6 +318,14 @@ class RaftNode:
         self._schedule()
         return d
 
+    @property
+    def disk_failing(self) -> bool:
+        """
+        Whether this node's last log write failed (disk full...) and none
+        has succeeded since.
+        """
+        return self._disk_failing
+
     def status(self) -> NodeStatus:
         core = self.core
         role = core.role
@@ -408,6 +434,7 @@ class RaftNode:
         self.core.tick()
         self._expire()
         self._check_snapshot_sends()
+        self._hand_over_if_disk_failing()
         self._schedule()
 
     def _receive(self, message: Message) -> None:
@@ -433,6 +460,16 @@ class RaftNode:
         if not self._queue:
             return
         queue, self._queue = self._queue, []
+        if self._disk_failing and self.core.role is Role.LEADER:
+            # Refused before it reaches the log, so it is certainly not
+            # applied: the client may retry at once (another node will
+            # lead soon).
+            full = StorageFull(
+                f"{self.node_id} cannot write its log (disk full?): the request was not applied"
+            )
+            for _, d in queue:
+                d.errback(full)
+            return
         now = self._clock.seconds()
         payloads = []
         for envelope, _ in queue:
@@ -500,6 +537,23 @@ class RaftNode:
         A log write failed (disk full...): nothing of it is acknowledged.
         The core writes everything not known durable again with the next
         ready, which the next tick produces at the latest.
+
+        Meanwhile:
+
+         - the messages of C{ready} that claim nothing about this node's
+           disk still go out: heartbeat answers (they only say "I follow
+           you in this term", and a vote is never among them) and read
+           index requests.  So the leader keeps counting this node as
+           alive and keeps sending it entries, which it applies from
+           memory, and linearizable reads keep working here.  Everything
+           else (acknowledgements of entries, votes) waits for the disk.
+         - a leader stops taking proposals (L{_flush_proposals}) and hands
+           leadership to another voter (L{_hand_over_if_disk_failing}).
+         - proposals that can only commit with this node's own log write
+           (no majority without it) fail at once with L{CommitTimeout}:
+           they stay in the log and still take effect if the disk comes
+           back, so the client must retry with the same session, exactly
+           as after a timeout, but it does not wait for the timeout.
         """
         if self._halted:
             return
@@ -511,6 +565,55 @@ class RaftNode:
                 error=failure.getErrorMessage(),
             )
         self.core.on_persist_failed()
+        send = self._transport.send
+        for to, message in ready.persisted_messages:
+            if isinstance(message, (HeartbeatResponse, ReadIndexRequest)):
+                send(to, message)
+        if self.core.role is Role.LEADER:
+            if not self._majority_without_me():
+                self._fail_pending(
+                    "this node cannot write its log (disk full?) and the cluster cannot commit"
+                    " without it; the request may still take effect once it can: retry with"
+                    " the same Idempotency-Key"
+                )
+            self._hand_over_if_disk_failing()
+
+    def _majority_without_me(self) -> bool:
+        """
+        Whether the other voters are a majority on their own.
+        """
+        voters = self.core.configuration.voters()
+        others = len(voters - {self.node_id})
+        return others >= len(voters) // 2 + 1
+
+    def _fail_pending(self, reason: str) -> None:
+        pending, self._pending = self._pending, {}
+        for waiter in pending.values():
+            waiter.deferred.errback(CommitTimeout(reason))
+
+    def _hand_over_if_disk_failing(self) -> None:
+        """
+        A leader whose log writes fail hands leadership to the most
+        up-to-date other voter, and tries again after each failed transfer
+        for as long as its disk fails (as HashiCorp Raft steps down when
+        its log store fails).  Only a healthy node can then win: this one
+        cannot persist a vote or its term, so its own campaign messages
+        never leave.
+        """
+        core = self.core
+        if (
+            not self._disk_failing
+            or self._halted
+            or core.role is not Role.LEADER
+            or self._transfers
+            or not (core.configuration.voters() - {self.node_id})
+        ):
+            return
+        self.log.warn(
+            "{node}: cannot write its log; refusing writes and handing over leadership",
+            node=self.node_id,
+        )
+        self.transfer_leadership(None).addErrback(lambda _: None)
 
     def _storage_failed(self, failure: Failure) -> None:
         """
@@ -696,6 +799,7 @@ class RaftNode:
         if (
             not self._snapshotting
             and self.applied_index - self.core.snapshot.index >= self.settings.snapshot_threshold
+            and self._clock.seconds() >= self._snapshot_retry_at
         ):
             self._snapshot_now()
 
@@ -734,8 +838,16 @@ class RaftNode:
             return meta
 
         def failed(f: Failure) -> None:
+            # Not at once again: serializing the whole state machine on
+            # every turn while the disk is full would burn the CPU.
             self._snapshotting = False
-            self.log.error("{node}: snapshot failed: {e}", node=self.node_id, e=f.getErrorMessage())
+            self._snapshot_retry_at = self._clock.seconds() + self.settings.snapshot_retry_delay
+            self.log.error(
+                "{node}: snapshot failed, retrying in {delay:g}s: {e}",
+                node=self.node_id,
+                delay=self.settings.snapshot_retry_delay,
+                e=f.getErrorMessage(),
+            )
 
         saved = self._storage.save_snapshot(meta, data)
         return saved.addCallbacks(written, failed)
