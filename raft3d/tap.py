@@ -47,6 +47,7 @@ from raft3d.service import (
     BadAddress,
     ClientPoolService,
     FatalExit,
+    HTTPLimits,
     LoadOnceStorage,
     PeerSpec,
     RaftService,
@@ -57,7 +58,13 @@ from raft3d.service import (
     split_own,
 )
 from raft3d.storage import DiskStorage
-from raft3d.transport import DEFAULT_MAX_FRAME, TCPPeerTransport, parse_address
+from raft3d.transport import (
+    DEFAULT_MAX_FRAME,
+    DEFAULT_RAFT_LIMITS,
+    ConnectionLimits,
+    TCPPeerTransport,
+    parse_address,
+)
 
 TICK_MS = 50
 """
@@ -97,6 +104,9 @@ class NodeConfig:
     access_log: str | None
     verbose: bool = False
     warnings: tuple[str, ...] = ()
+    http_limits: HTTPLimits = HTTPLimits()
+    raft_limits: ConnectionLimits = DEFAULT_RAFT_LIMITS
+    handshake_timeout: float = 5.0
 
     @property
     def member(self) -> Member:
@@ -115,6 +125,23 @@ def _positive(name: str, minimum: int = 1) -> Any:
 
     coerce.coerceDoc = f"An integer, at least {minimum}."  # type: ignore[attr-defined]
     return coerce
+
+
+def _seconds(name: str) -> Any:
+    def coerce(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{name} must be a number of seconds, not {text!r}") from None
+        if not 0 < value < 86400:
+            raise ValueError(f"{name} must be more than 0 and less than a day, not {text}")
+        return value
+
+    coerce.coerceDoc = "Seconds, more than 0."  # type: ignore[attr-defined]
+    return coerce
+
+
+_HTTP = HTTPLimits()
 
 
 class Options(usage.Options):
@@ -218,6 +245,65 @@ class Options(usage.Options):
             None,
             "Write an HTTP access log (combined format) to this file. Default: none.",
         ],
+        [
+            "http-max-connections",
+            None,
+            _HTTP.max_connections,
+            "Most HTTP connections open at once; more are closed at once.",
+            _positive("--http-max-connections"),
+        ],
+        [
+            "http-max-pending",
+            None,
+            _HTTP.max_pending,
+            "Most HTTP connections waiting for or receiving a request at once (idle"
+            " keep-alive ones included); a new one closes the one waiting longest.",
+            _positive("--http-max-pending"),
+        ],
+        [
+            "http-timeout",
+            None,
+            _HTTP.idle_timeout,
+            "Close an HTTP connection that sends nothing for this many seconds.",
+            _seconds("--http-timeout"),
+        ],
+        [
+            "http-request-timeout",
+            None,
+            _HTTP.request_timeout,
+            "Seconds a client has to send a whole request (line, headers, body) from"
+            " its first byte; a slower one gets a 408 and is closed.",
+            _seconds("--http-request-timeout"),
+        ],
+        [
+            "raft-max-connections",
+            None,
+            DEFAULT_RAFT_LIMITS.max_connections,
+            "Most inbound connections on the Raft port at once; more are closed at once.",
+            _positive("--raft-max-connections"),
+        ],
+        [
+            "raft-max-per-peer",
+            None,
+            DEFAULT_RAFT_LIMITS.max_per_host,
+            "Most inbound connections on the Raft port from one IP address at once.",
+            _positive("--raft-max-per-peer"),
+        ],
+        [
+            "raft-max-handshaking",
+            None,
+            DEFAULT_RAFT_LIMITS.max_pending,
+            "Most inbound Raft connections that have not yet said hello as a cluster"
+            " member; a new one closes the one waiting longest.",
+            _positive("--raft-max-handshaking"),
+        ],
+        [
+            "raft-handshake-timeout",
+            None,
+            5.0,
+            "Close a Raft connection that has not completed its hello within this many seconds.",
+            _seconds("--raft-handshake-timeout"),
+        ],
     ]
 
     config: NodeConfig
@@ -298,6 +384,18 @@ class Options(usage.Options):
             access_log=self["access-log"],
             verbose=bool(self["verbose"]),
             warnings=tuple(warnings),
+            http_limits=HTTPLimits(
+                max_connections=self["http-max-connections"],
+                max_pending=self["http-max-pending"],
+                idle_timeout=self["http-timeout"],
+                request_timeout=self["http-request-timeout"],
+            ),
+            raft_limits=ConnectionLimits(
+                max_connections=self["raft-max-connections"],
+                max_pending=self["raft-max-handshaking"],
+                max_per_host=self["raft-max-per-peer"],
+            ),
+            handshake_timeout=self["raft-handshake-timeout"],
         )
 
 
@@ -357,6 +455,8 @@ def build(config: NodeConfig, reactor: Any) -> MultiService:
         http_addr=config.http_addr,
         max_frame=config.max_frame,
         log=transport_logger(config.verbose),
+        limits=config.raft_limits,
+        handshake_timeout=config.handshake_timeout,
     )
     node = RaftNode(
         config.node_id,
@@ -368,6 +468,15 @@ def build(config: NodeConfig, reactor: Any) -> MultiService:
     )
     node.on_fatal = fatal
     pool = HTTPConnectionPool(reactor)  # type: ignore[no-untyped-call]
+    # Forwarded writes from many clients at once: keep enough connections
+    # to the leader open instead of dialling one per request.
+    pool.maxPersistentPerHost = 64
+    idle = config.http_limits.idle_timeout
+    if idle is not None:
+        # Give up an idle connection to the leader before the leader's own
+        # idle timeout (the same flag, cluster-wide) closes it under a
+        # forwarded write, which would then fail.
+        pool.cachedConnectionTimeout = min(pool.cachedConnectionTimeout, max(1, int(idle / 2)))
     agent = Agent(reactor, pool=pool)  # type: ignore[no-untyped-call]
     client = cast(ForwardingClient, TreqClient(agent))
     api = FarmAPI(node, farm, reactor, http_client=client)
@@ -386,7 +495,7 @@ def build(config: NodeConfig, reactor: Any) -> MultiService:
         describe_storage=f"--raft-dir {os.path.abspath(config.raft_dir)}",
     )
     host, port = parse_address(config.http_addr)
-    site = APISite(gate, config.access_log)
+    site = APISite(gate, config.access_log, reactor=reactor, limits=config.http_limits)
     http = TCPServer(port, site, interface=host, reactor=reactor)  # type: ignore[no-untyped-call]
     clients = ClientPoolService(pool)
     # Started in this order, stopped in reverse: the API goes away first,

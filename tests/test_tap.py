@@ -23,8 +23,15 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from raft3d import tap
 from raft3d.raft import Member
-from raft3d.service import APISite, ClientPoolService, PeerSpec, RaftService, StartupGate
-from raft3d.transport import DEFAULT_MAX_FRAME
+from raft3d.service import (
+    APISite,
+    ClientPoolService,
+    HTTPLimits,
+    PeerSpec,
+    RaftService,
+    StartupGate,
+)
+from raft3d.transport import DEFAULT_MAX_FRAME, DEFAULT_RAFT_LIMITS, ConnectionLimits
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -218,8 +225,60 @@ class OptionsTests(SynchronousTestCase):
             "--max-frame",
             "--access-log",
             "--verbose",
+            "--http-max-connections",
+            "--http-max-pending",
+            "--http-timeout",
+            "--http-request-timeout",
+            "--raft-max-connections",
+            "--raft-max-per-peer",
+            "--raft-max-handshaking",
+            "--raft-handshake-timeout",
         ):
             self.assertIn(flag, text)
+
+    def test_limits(self) -> None:
+        """
+        The connection limits and timeouts of both ports default to
+        L{HTTPLimits} and L{DEFAULT_RAFT_LIMITS} and a 5 s handshake, and
+        each has its flag; timeouts may be fractional seconds.
+        """
+        config = parse(SEED_NODE1).config
+        self.assertEqual(config.http_limits, HTTPLimits())
+        self.assertEqual(config.raft_limits, DEFAULT_RAFT_LIMITS)
+        self.assertEqual(config.handshake_timeout, 5.0)
+        config = parse(
+            [
+                *SEED_NODE1,
+                "--http-max-connections",
+                "10",
+                "--http-max-pending",
+                "5",
+                "--http-timeout",
+                "20",
+                "--http-request-timeout",
+                "2.5",
+                "--raft-max-connections",
+                "9",
+                "--raft-max-per-peer",
+                "3",
+                "--raft-max-handshaking",
+                "4",
+                "--raft-handshake-timeout",
+                "1.5",
+            ]
+        ).config
+        self.assertEqual(config.http_limits, HTTPLimits(10, 5, 20.0, 2.5))
+        self.assertEqual(config.raft_limits, ConnectionLimits(9, 4, 3))
+        self.assertEqual(config.handshake_timeout, 1.5)
+        for extra, fragment in (
+            (["--http-max-connections", "0"], "at least 1"),
+            (["--http-timeout", "0"], "more than 0"),
+            (["--http-request-timeout", "soon"], "number of seconds"),
+            (["--raft-handshake-timeout", "-1"], "more than 0"),
+            (["--raft-max-per-peer", "many"], "must be an integer"),
+        ):
+            e = self.assertRaises(UsageError, parse, [*SEED_NODE1, *extra])
+            self.assertIn(fragment, str(e))
 
 
 def children(service: MultiService) -> dict[str, Any]:
@@ -257,6 +316,26 @@ class BuildTests(SynchronousTestCase):
         http.privilegedStartService()
         self.assertEqual(reactor.tcpServers[0][0], 8000)
         self.assertEqual(reactor.tcpServers[0][3], "localhost")
+
+    def test_limits_wired(self) -> None:
+        """
+        The HTTP site and the Raft transport get the configured limits, and
+        the forwarding pool drops idle connections before the leader's idle
+        timeout would.
+        """
+        reactor = MemoryReactorClock()
+        config = parse(
+            [*SEED_NODE1, "--http-timeout", "20", "--raft-max-per-peer", "3"]
+            + ["--raft-handshake-timeout", "2"]
+        ).config
+        services = children(tap.build(config, reactor))
+        site = services["http"].args[1]
+        self.assertEqual(site.limits, config.http_limits)
+        self.assertEqual(site.timeOut, 20)
+        transport = services["raft"]._transport
+        self.assertEqual(transport._limiter.limits.max_per_host, 3)
+        self.assertEqual(transport._handshake_timeout, 2)
+        self.assertEqual(services["clients"]._pool.cachedConnectionTimeout, 10)
 
     def test_raft_service(self) -> None:
         """

@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, quote
 
 from klein import Klein
 from klein.resource import KleinResource
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -52,8 +52,15 @@ from ..farm import (
     set_print_job_status,
     unwrap,
 )
-from ..raft import IRaftNode, Member, NotLeader, RaftError
-from ._errors import APIError, bad_request, farm_error_status, raft_error_to_api, unavailable
+from ..raft import IRaftNode, Member, NotLeader, RaftError, StorageFull
+from ._errors import (
+    APIError,
+    bad_request,
+    farm_error_status,
+    raft_error_to_api,
+    storage_full_to_api,
+    unavailable,
+)
 from ._forward import FORWARDED_HEADER, HTTPClient, forward
 from ._json import parse_json_object, to_json_bytes
 from ._paging import decode_cursor, encode_cursor, next_link, parse_limit
@@ -492,6 +499,10 @@ class FarmAPI:
                 self._http, self._clock, self._forward_timeout, request, leader.http_addr, body
             )
         except Exception as e:
+            if getattr(request, "_disconnected", False):
+                # Our client hung up and Klein cancelled us: nobody to
+                # answer, and an APIError now would be logged as unhandled.
+                raise CancelledError() from e
             self._log.info(
                 "forwarding to leader {leader} failed: {error!r}", leader=leader.node_id, error=e
             )
@@ -527,6 +538,14 @@ class FarmAPI:
         assert isinstance(e, FarmError)
         code = "invalid_request" if isinstance(e, MalformedCommand) else e.code
         return _error(request, farm_error_status(e), code, e.message)
+
+    @app.handle_errors(StorageFull)
+    def _storage_full(self, request: HTTPRequest, failure: Failure) -> bytes:
+        # Before the RaftError handler: the engine's refusal is both.
+        e = failure.value
+        assert isinstance(e, StorageFull)
+        api = storage_full_to_api(e)
+        return _error(request, api.status, api.code, api.message, api.headers)
 
     @app.handle_errors(RaftError)
     def _raft_error(self, request: HTTPRequest, failure: Failure) -> bytes:

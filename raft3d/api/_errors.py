@@ -31,6 +31,7 @@ from ..raft import (
     NotLeader,
     ProposalDropped,
     RaftError,
+    StorageFull,
 )
 
 RETRY_AFTER_SECONDS: Final = 1
@@ -123,3 +124,19 @@ def raft_error_to_api(error: RaftError) -> APIError:
             "leadership_transfer_in_progress", "leadership is being transferred; retry"
         )
     return unavailable("unavailable", "the cluster cannot serve this request now; retry")
+
+
+def storage_full_to_api(error: StorageFull) -> APIError:
+    """
+    The 507 for a write that the leader refused because it cannot write its
+    log (its disk is full).  The write was not applied.  The leader hands
+    leadership to a node with space meanwhile, so a retry soon succeeds:
+    the answer carries C{Retry-After} like a 503.
+    """
+    return APIError(
+        507,
+        "storage_full",
+        "the leader cannot write its log (disk full); the request was not applied."
+        " Retry: leadership moves to a node with space",
+        {"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )

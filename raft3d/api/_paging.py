@@ -50,7 +50,9 @@ def parse_limit(value: str) -> int:
 
     @raise APIError: 400 otherwise.
     """
-    if value.isdigit() and len(value) <= 5:
+    # isdigit() alone accepts other scripts' digits and superscripts ("²"),
+    # some of which int() refuses.
+    if value.isascii() and value.isdigit() and len(value) <= 5:
         limit = int(value)
         if 1 <= limit <= MAX_PAGE_SIZE:
             return limit

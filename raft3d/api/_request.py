@@ -20,6 +20,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.server import Request
 
 from ._errors import APIError
+from ._json import to_json_bytes
 
 MAX_BODY_BYTES: Final = 1024 * 1024
 """
@@ -79,6 +80,20 @@ class BoundedRequest(Request):
             self._drop_body()
             return
         super().handleContentChunk(data)  # type: ignore[no-untyped-call]
+
+    def _handleStar(self) -> None:
+        """
+        Twisted answers a request for C{*} (the asterisk form, meant for a
+        server-wide C{OPTIONS}) itself, with an empty body and no content
+        type.  The API has no such resource: answer it as any unknown path,
+        in JSON.
+        """
+        body = to_json_bytes({"error": {"code": "not_found", "message": "no such resource"}})
+        self.setResponseCode(404)
+        self.setHeader(b"content-type", b"application/json")  # type: ignore[no-untyped-call]
+        self.setHeader(b"content-length", b"%d" % len(body))  # type: ignore[no-untyped-call]
+        self.write(body)  # type: ignore[no-untyped-call]
+        self.finish()  # type: ignore[no-untyped-call]
 
     def _drop_body(self) -> None:
         old: Any = getattr(self, "content", None)

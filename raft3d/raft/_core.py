@@ -959,6 +959,15 @@ class RaftCore:
         if not m.success:
             if m.index == 0 and m.conflict_index == 0:
                 return
+            if m.last_log_index < pr.match:
+                # The follower lost entries it had acknowledged: its disk
+                # was wiped or replaced.  Raft assumes durable storage, so
+                # all we can do is repair it from what it now holds.
+                self._events.append(("follower_lost_log", m.sender, str(m.last_log_index)))
+                pr.match = m.last_log_index
+                pr.become_probe(m.last_log_index + 1)
+                self._maybe_send_append(m.sender, send_if_empty=True)
+                return
             if pr.state is ProgressState.REPLICATE and m.index <= pr.match:
                 return
             if pr.state is ProgressState.PROBE and m.index != pr.next - 1:

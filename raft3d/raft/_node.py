@@ -44,17 +44,21 @@ from ._interfaces import (
     RaftError,
     StorageFull,
 )
-from ._messages import (
-    HeartbeatResponse,
-    InstallSnapshot,
-    InstallSnapshotResponse,
-    Message,
-    ReadIndexRequest,
-)
+from ._messages import InstallSnapshot, InstallSnapshotResponse, Message
 from ._sessions import SessionTable
 from ._types import Configuration, Entry, EntryType, Member, NodeIdentity, SnapshotMeta
 
 SNAPSHOT_FORMAT = 1
+
+
+class LeaderDiskFull(StorageFull, RaftError):
+    """
+    The leader refused a proposal because it cannot write its log (its disk
+    is full).  The proposal was never written, so it is certainly not
+    applied.  It is a L{StorageFull} (what happened; the API answers 507)
+    and a L{RaftError} (clients retry engine errors: another node will lead
+    soon).
+    """
 
 
 @attrs.frozen
@@ -464,7 +468,7 @@ class RaftNode:
             # Refused before it reaches the log, so it is certainly not
             # applied: the client may retry at once (another node will
             # lead soon).
-            full = StorageFull(
+            full = LeaderDiskFull(
                 f"{self.node_id} cannot write its log (disk full?): the request was not applied"
             )
             for _, d in queue:
@@ -540,13 +544,10 @@ class RaftNode:
 
         Meanwhile:
 
-         - the messages of C{ready} that claim nothing about this node's
-           disk still go out: heartbeat answers (they only say "I follow
-           you in this term", and a vote is never among them) and read
-           index requests.  So the leader keeps counting this node as
-           alive and keeps sending it entries, which it applies from
-           memory, and linearizable reads keep working here.  Everything
-           else (acknowledgements of entries, votes) waits for the disk.
+         - the messages of C{ready} that had to wait for it are dropped
+           (acknowledgements, votes, heartbeat answers): a follower falls
+           silent and keeps what it had applied, which stale reads still
+           see; the leader and the healthy majority go on without it.
          - a leader stops taking proposals (L{_flush_proposals}) and hands
            leadership to another voter (L{_hand_over_if_disk_failing}).
          - proposals that can only commit with this node's own log write
@@ -565,16 +566,12 @@ class RaftNode:
                 error=failure.getErrorMessage(),
             )
         self.core.on_persist_failed()
-        send = self._transport.send
-        for to, message in ready.persisted_messages:
-            if isinstance(message, (HeartbeatResponse, ReadIndexRequest)):
-                send(to, message)
         if self.core.role is Role.LEADER:
             if not self._majority_without_me():
                 self._fail_pending(
                     "this node cannot write its log (disk full?) and the cluster cannot commit"
-                    " without it; the request may still take effect once it can: retry with"
-                    " the same Idempotency-Key"
+                    " without it; the request may still take effect once it can: retry in the"
+                    " same session (Idempotency-Key)"
                 )
             self._hand_over_if_disk_failing()
 

@@ -6,8 +6,9 @@ L{raft3d.tap.makeService}.  Nothing here touches the global reactor.
 """
 
 from ._bootstrap import BootstrapDiscovery
+from ._channel import GuardedHTTPChannel
 from ._exit import EXIT_CANNOT_START, EXIT_FATAL, FatalExit
-from ._http import NOT_STARTED_MESSAGE, APISite, ClientPoolService, StartupGate
+from ._http import NOT_STARTED_MESSAGE, APISite, ClientPoolService, HTTPLimits, StartupGate
 from ._peers import (
     BadAddress,
     PeerSpec,
@@ -29,6 +30,8 @@ __all__ = [
     "BootstrapDiscovery",
     "ClientPoolService",
     "FatalExit",
+    "GuardedHTTPChannel",
+    "HTTPLimits",
     "LoadOnceStorage",
     "PeerSpec",
     "RaftService",

@@ -4,6 +4,10 @@ The HTTP side of a node: the site that serves the API, a gate that holds
 requests off until the Raft node has started, and the client pool used to
 forward writes to the leader.
 
+The site also bounds what clients can hold (L{HTTPLimits}): connections in
+total and still waiting for a complete request, the time a request may take
+to arrive (see L{GuardedHTTPChannel}), and idle connections.
+
 The gate exists because the bootstrap node binds its HTTP port at once (so
 that a port clash fails the start) but cannot start its Raft node until
 every peer has answered; meanwhile every request gets a 503 C{no_leader}
@@ -16,8 +20,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.logger import Logger
 from twisted.web import http
 from twisted.web.client import HTTPConnectionPool
 from twisted.web.iweb import IRequest
@@ -25,6 +32,9 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
 from raft3d.api import RETRY_AFTER_SECONDS, BoundedRequest
+from raft3d.transport import ConnectionLimiter, ConnectionLimits, ThrottledLog
+
+from ._channel import GuardedHTTPChannel
 
 NOT_STARTED_MESSAGE = "this node is still starting (a bootstrap node waits for all its peers)"
 
@@ -61,19 +71,89 @@ class StartupGate(Resource):
         return json.dumps(body, separators=(",", ":")).encode("utf-8")
 
 
+def _positive_or_none(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not value > 0:
+        raise ValueError(f"{attribute.name} must be positive or None, not {value!r}")
+
+
+@attrs.frozen
+class HTTPLimits:
+    """
+    What the API's clients may hold.
+
+    @ivar max_connections: connections open at once; more are refused.
+    @ivar max_pending: connections waiting for or receiving a request at
+        once (idle keep-alive connections included); a new connection
+        closes the one that has been waiting the longest.
+    @ivar idle_timeout: seconds a connection may stay silent (between
+        requests, or in the middle of one) before it is closed.
+    @ivar request_timeout: seconds a client has to send a whole request
+        (request line, headers and body) from its first byte; a slower one
+        gets a 408 and is closed.
+    """
+
+    max_connections: int = 900
+    max_pending: int = 700
+    idle_timeout: float | None = attrs.field(default=60.0, validator=_positive_or_none)
+    request_timeout: float | None = attrs.field(default=30.0, validator=_positive_or_none)
+
+    def connection_limits(self) -> ConnectionLimits:
+        return ConnectionLimits(max_connections=self.max_connections, max_pending=self.max_pending)
+
+
 class APISite(Site):
     """
-    The node's C{Site}: bounded request bodies, no "Starting factory" noise,
-    and an access log only when one was asked for (C{--access-log}), since
-    monitoring polls C{/status} all day.
+    The node's C{Site}: bounded request bodies and connections (see
+    L{HTTPLimits}), JSON answers to broken HTTP, no "Starting factory"
+    noise, and an access log only when one was asked for
+    (C{--access-log}), since monitoring polls C{/status} all day.
+
+    Form bodies are not parsed into C{request.args}: the API reads JSON
+    whatever the declared type, and parsing a 1 MiB "multipart" body is
+    work for nothing.
     """
 
     noisy = False
+    protocol = GuardedHTTPChannel  # type: ignore[assignment]
+    log_events = Logger()
 
-    def __init__(self, resource: IResource, access_log: str | None = None) -> None:
-        super().__init__(resource, logPath=access_log)  # type: ignore[no-untyped-call]
+    def __init__(
+        self,
+        resource: IResource,
+        access_log: str | None = None,
+        *,
+        reactor: IReactorTime | None = None,
+        limits: HTTPLimits = HTTPLimits(),
+    ) -> None:
+        super().__init__(  # type: ignore[no-untyped-call]
+            resource,
+            logPath=access_log,
+            timeout=limits.idle_timeout,
+            reactor=reactor,
+            parsePOSTFormSubmission=False,
+        )
         self.requestFactory = BoundedRequest
         self._access_log = access_log
+        self.limits = limits
+        clock: IReactorTime = self.reactor
+        self.limiter = ConnectionLimiter(
+            "HTTP API", limits.connection_limits(), clock, self.log_events
+        )
+        self._timeouts = ThrottledLog(clock, self.log_events)
+
+    def buildProtocol(  # type: ignore[override]
+        self, addr: IAddress | None
+    ) -> GuardedHTTPChannel | None:
+        admission = self.limiter.admit(addr)
+        if admission is None:
+            return None
+        channel = super().buildProtocol(addr)  # type: ignore[no-untyped-call]
+        assert isinstance(channel, GuardedHTTPChannel)
+        channel.admission = admission
+        channel.request_timeout = self.limits.request_timeout
+        channel.max_body_bytes = getattr(self.requestFactory, "max_body_bytes", None)
+        channel.timeouts = self._timeouts
+        return channel
 
     def log(self, request: http.Request) -> None:
         if self._access_log is not None:

@@ -36,6 +36,7 @@ from zope.interface import implementer
 
 from raft3d.raft import IPeerTransport, Message, encode_message
 
+from ._limits import DEFAULT_RAFT_LIMITS, Admission, ConnectionLimiter, ConnectionLimits
 from ._protocol import ConnectionOwner, PeerConnection
 from ._wire import (
     DEFAULT_MAX_FRAME,
@@ -149,7 +150,7 @@ class _InboundFactory(ServerFactory):
         self._transport = transport
 
     def buildProtocol(self, addr: IAddress | None) -> PeerConnection | None:
-        return self._transport._accepted()
+        return self._transport._accepted(addr)
 
     def logPrefix(self) -> str:
         return "Raft peer transport"
@@ -268,6 +269,10 @@ class TCPPeerTransport:
     @param max_buffer: bytes that may queue for one peer before messages to
         it are dropped.
     @param rng: source of backoff jitter.
+    @param limits: caps on inbound connections: in total, per remote host,
+        and still in their handshake (see L{ConnectionLimiter}).
+    @param handshake_timeout: seconds a connection has to complete its
+        hello exchange.
     """
 
     def __init__(
@@ -290,6 +295,7 @@ class TCPPeerTransport:
         connect_timeout: float = 5.0,
         handshake_timeout: float = 5.0,
         probe_timeout: float = 5.0,
+        limits: ConnectionLimits = DEFAULT_RAFT_LIMITS,
     ) -> None:
         if not node_id:
             raise ValueError("node_id must not be empty")
@@ -311,6 +317,8 @@ class TCPPeerTransport:
         self._connect_timeout = connect_timeout
         self._handshake_timeout = handshake_timeout
         self._probe_timeout = probe_timeout
+        self._limiter = ConnectionLimiter("Raft port", limits, self._clock, self._log)
+        self._admissions: dict[PeerConnection, Admission] = {}
 
         self._state: _State = "new"
         self._receiver: Callable[[Message], None] | None = None
@@ -687,15 +695,35 @@ class TCPPeerTransport:
 
     # -- inbound connections --------------------------------------------
 
-    def _accepted(self) -> PeerConnection | None:
+    def _accepted(self, addr: IAddress | None) -> PeerConnection | None:
         if self._state != "running":
             return None
-        return self._new_conn(self._inbound_owner, initiator=False)
+        admission = self._limiter.admit(addr)
+        if admission is None:
+            return None
+        conn = self._new_conn(self._inbound_owner, initiator=False)
+        self._admissions[conn] = admission
+        admission.on_evict = lambda: self._evict(conn)
+        return conn
+
+    def _evict(self, conn: PeerConnection) -> None:
+        """
+        Make room for a newer inbound connection: C{conn} has been waiting
+        the longest without becoming a member connection.
+        """
+        if conn.transport is not None:
+            conn.close("too many connections are waiting for a handshake", notify=True)
 
     def _inbound_up(self, conn: PeerConnection) -> None:
         remote = conn.remote
         assert remote is not None
-        if not conn.member:
+        if conn.member:
+            # Only a member connection is safe from eviction: a discovery
+            # connection carries nothing and a stranger can open many.
+            admission = self._admissions.get(conn)
+            if admission is not None:
+                admission.established()
+        else:
             self._log.debug("Discovery connection from {peer}", peer=conn.describe())
             return
         self._log.info(
@@ -721,6 +749,9 @@ class TCPPeerTransport:
             self._dial(link)
 
     def _inbound_lost(self, conn: PeerConnection, reason: str) -> None:
+        admission = self._admissions.pop(conn, None)
+        if admission is not None:
+            admission.release()
         remote = conn.remote
         if remote is not None and self._inbound.get(remote.node_id) is conn:
             del self._inbound[remote.node_id]

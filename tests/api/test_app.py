@@ -22,7 +22,9 @@ from raft3d.raft import (
     NoLeader,
     NotLeader,
     ProposalDropped,
+    StorageFull,
 )
+from raft3d.raft._node import LeaderDiskFull
 
 from ._fakes import FOLLOWER, LEADER, START_ISO, FakeRaftNode, Node, Response
 
@@ -1003,3 +1005,29 @@ class ConstructionTests(SynchronousTestCase):
         self.assertEqual(body["id"].count("-"), 4)
         self.assertEqual(body["created_at"], "1970-01-01T00:00:01.500Z")
         self.assertEqual(farm.jobs(status=JobStatus.QUEUED).items, ())
+
+
+class StorageFullTests(APITestCase):
+    """
+    A leader whose disk is full answers writes with a JSON 507 at once and
+    keeps serving reads.
+    """
+
+    def test_write_refused_read_served(self) -> None:
+        """
+        A proposal refused with L{StorageFull} is a 507 C{storage_full}
+        with C{Retry-After}, not a 500 and not a wait for the timeout, also
+        when it is the engine's L{LeaderDiskFull}, which is a L{RaftError}
+        too; reads (linearizable and stale) still answer.
+        """
+        pid = self.printer()
+        for error in (StorageFull("disk full"), LeaderDiskFull("disk full")):
+            self.n.node.propose_error = error
+            self.assertError(
+                self.call("POST", PRINTERS, {"company": "a", "model": "b"}),
+                507,
+                "storage_full",
+                retry=True,
+            )
+        self.assertEqual(self.call("GET", f"{PRINTERS}/{pid}").code, 200)
+        self.assertEqual(self.call("GET", f"{PRINTERS}?consistency=stale").code, 200)

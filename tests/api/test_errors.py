@@ -6,7 +6,12 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from raft3d.api._errors import FARM_ERROR_STATUS, farm_error_status, raft_error_to_api
+from raft3d.api._errors import (
+    FARM_ERROR_STATUS,
+    farm_error_status,
+    raft_error_to_api,
+    storage_full_to_api,
+)
 from raft3d.farm import ERRORS_BY_CODE, FarmError
 from raft3d.raft import (
     CommitTimeout,
@@ -15,6 +20,7 @@ from raft3d.raft import (
     NoLeader,
     NotLeader,
     ProposalDropped,
+    StorageFull,
 )
 
 
@@ -73,3 +79,19 @@ class RaftErrorTests(SynchronousTestCase):
             api = raft_error_to_api(error)
             self.assertEqual((api.status, api.code), (503, code))
             self.assertEqual(api.headers, {"Retry-After": "1"})
+
+
+class StorageFullTests(SynchronousTestCase):
+    """
+    A leader that cannot write its log refuses writes with a 507.
+    """
+
+    def test_storage_full(self) -> None:
+        """
+        L{StorageFull} is a 507 C{storage_full} with a C{Retry-After}: the
+        write was not applied and another node will lead soon.
+        """
+        api = storage_full_to_api(StorageFull("disk full"))
+        self.assertEqual((api.status, api.code), (507, "storage_full"))
+        self.assertEqual(api.headers, {"Retry-After": "1"})
+        self.assertIn("not applied", api.message)

@@ -57,6 +57,17 @@ class LimitTests(SynchronousTestCase):
         for value in ("0", "1001", "-1", "1.5", "", "ten", "0001001", "99999999"):
             self.assertRaises(APIError, parse_limit, value)
 
+    def test_ascii_digits_only(self) -> None:
+        """
+        Only ASCII digits make a limit: a superscript two, which
+        C{str.isdigit} accepts but C{int} refuses (found by the fuzzer as
+        a 500), and other scripts' digits are a 400.
+        """
+        for value in ("\u00b2", "\u0661\u0662", "\uff11"):
+            with self.assertRaises(APIError) as caught:
+                parse_limit(value)
+            self.assertEqual(caught.exception.status, 400)
+
 
 class LinkTests(SynchronousTestCase):
     """

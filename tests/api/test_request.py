@@ -4,6 +4,7 @@ Tests for L{raft3d.api._request}: bounded bodies.
 
 from __future__ import annotations
 
+import json
 from io import BytesIO
 from typing import Any
 
@@ -152,3 +153,23 @@ class BoundedRequestTests(SynchronousTestCase):
         self.assertFalse(request.body_too_large)
         request.content.seek(0)
         self.assertEqual(request.content.read(), b"xxxxyyyyyy")
+
+    def test_asterisk_target(self) -> None:
+        """
+        A request for C{*} (which Twisted answers itself, with an empty
+        body and no content type) gets the API's JSON 404, whatever its
+        method (found by the raw HTTP fuzzer).
+        """
+        for method in (b"GET", b"OPTIONS"):
+            channel = DummyChannel()
+            request = BoundedRequest(channel)
+            request.method = method
+            request.clientproto = b"HTTP/1.1"
+            request._handleStar()
+            written = channel.transport.written.getvalue()
+            head, _, body = written.partition(b"\r\n\r\n")
+            self.assertTrue(head.startswith(b"HTTP/1.1 404"), head)
+            self.assertIn(b"Content-Type: application/json", head)
+            self.assertEqual(
+                json.loads(body), {"error": {"code": "not_found", "message": "no such resource"}}
+            )

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration -*-
 """
 Real C{twistd raft3d} processes on 127.0.0.1 for the integration tests.
 
@@ -9,6 +10,11 @@ failure messages, and kills every node it started with SIGKILL in cleanup,
 whatever happened.  Time is only ever spent waiting for conditions, polled
 every 0.1 s, with generous deadlines: the machines running this are slow and
 shared.
+
+The crash and disk fault tests add flags to every node's command line
+(C{extra_args}: a small C{--snapshot-threshold}...), restart nodes with the
+very same command line, and need clients of their own (L{new_client}) and
+a converged cluster to compare the nodes' copies (L{converged}).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import shutil
 import socket
 import tempfile
 from collections import deque
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 from treq.client import HTTPClient
 from twisted.internet import reactor
@@ -100,8 +106,9 @@ class ProcessCluster:
     every node gets the same address-only C{--peers}.
     """
 
-    def __init__(self, test: Any, nodes: int = 3) -> None:
+    def __init__(self, test: Any, nodes: int = 3, extra_args: Sequence[str] = ()) -> None:
         self._test = test
+        self.extra_args = tuple(extra_args)
         self.directory = tempfile.mkdtemp(prefix="raft3d-integration-")
         ports = free_ports(2 * nodes)
         raft = [f"127.0.0.1:{p}" for p in ports[:nodes]]
@@ -122,7 +129,18 @@ class ProcessCluster:
         self._pool = HTTPConnectionPool(reactor)
         self._pool.retryAutomatically = False
         self.http = HTTPClient(Agent(reactor, pool=self._pool, connectTimeout=2))
+        self._pools = [self._pool]
         test.addCleanup(self._cleanup)
+
+    def new_client(self) -> HTTPClient:
+        """
+        Another HTTP client with a connection pool of its own (closed in
+        cleanup), for a concurrent writer.
+        """
+        pool = HTTPConnectionPool(reactor)
+        pool.retryAutomatically = False
+        self._pools.append(pool)
+        return HTTPClient(Agent(reactor, pool=pool, connectTimeout=2))
 
     # -- processes ------------------------------------------------------
 
@@ -143,13 +161,19 @@ class ProcessCluster:
         """
         Start (or restart, with the very same command line) node C{name}.
         """
-        spec = self.specs[name]
+        argv = self.argv(name)
         outputs = self._outputs[name]
         output = ProcessOutput(os.path.join(self.directory, f"{name}.{len(outputs) + 1}.log"))
         outputs.append(output)
         self._processes[name] = reactor.spawnProcess(
-            output, spec.argv()[0], spec.argv(), env=child_environment(), path=self.directory
+            output, argv[0], argv, env=child_environment(), path=self.directory
         )
+
+    def argv(self, name: str) -> list[str]:
+        """
+        Node C{name}'s whole command line: its spec's, then L{extra_args}.
+        """
+        return [*self.specs[name].argv(), *self.extra_args]
 
     def start_all(self) -> None:
         for name in self.specs:
@@ -186,10 +210,23 @@ class ProcessCluster:
                     pass
                 waits.append(outputs[-1].when_ended())
         d = DeferredList(waits)
-        d.addCallback(lambda _: self._pool.closeCachedConnections())
+        d.addCallback(
+            lambda _: DeferredList([pool.closeCachedConnections() for pool in self._pools])
+        )
         if not self.failed:
             d.addCallback(lambda _: shutil.rmtree(self.directory, ignore_errors=True))
         return d
+
+    def count_lines(self, text: str) -> int:
+        """
+        How many lines containing C{text} all the nodes' runs printed.
+        """
+        return sum(
+            text in line
+            for outputs in self._outputs.values()
+            for output in outputs
+            for line in output.lines
+        )
 
     def tails(self) -> str:
         """
@@ -209,15 +246,30 @@ class ProcessCluster:
         return f"http://{self.specs[name].http_addr}{path}"
 
     async def call(
-        self, method: str, name: str, path: str, body: object | None = None
+        self,
+        method: str,
+        name: str,
+        path: str,
+        body: object | None = None,
+        *,
+        headers: Mapping[bytes, bytes] | None = None,
+        http: HTTPClient | None = None,
+        timeout: float = 15,
     ) -> tuple[int, Any, Any]:
         """
         One request to node C{name}: C{(status, decoded JSON body, headers)}.
+        Connection errors and timeouts raise.
+
+        @param headers: extra request headers (C{Idempotency-Key}...).
+        @param http: the client to use (L{new_client}), by default the
+            cluster's own.
         """
         data = json.dumps(body).encode() if body is not None else None
-        headers = {b"Content-Type": [b"application/json"]} if data is not None else None
-        response = await self.http.request(
-            method, self.url(name, path), data=data, headers=headers, timeout=15
+        sent: dict[bytes, list[bytes]] = {k: [v] for k, v in (headers or {}).items()}
+        if data is not None:
+            sent[b"Content-Type"] = [b"application/json"]
+        response = await (http or self.http).request(
+            method, self.url(name, path), data=data, headers=sent or None, timeout=timeout
         )
         content = await response.content()
         return response.code, json.loads(content) if content else None, response.headers
@@ -243,6 +295,16 @@ class ProcessCluster:
         except Exception:
             return None
         return value if code == 200 and isinstance(value, dict) else None
+
+    async def stale_list(self, name: str, kind: str) -> list[dict[str, Any]]:
+        """
+        Every object of C{kind} (C{printers}, C{filaments}, C{print_jobs})
+        in node C{name}'s local copy (C{?consistency=stale}).
+        """
+        value: list[dict[str, Any]] = await self.ok(
+            "GET", name, f"/api/v1/{kind}?consistency=stale"
+        )
+        return value
 
     # -- waiting --------------------------------------------------------
 
@@ -281,6 +343,44 @@ class ProcessCluster:
             return None
 
         result: str = await self.wait_for("a leader that every running node agrees on", probe)
+        return result
+
+    async def wait_up(self, name: str, deadline: float = DEADLINE) -> dict[str, Any]:
+        """
+        Wait until node C{name} answers C{/status}; fail at once, with its
+        output, if its process ends first.  Returns its status.
+        """
+        output = self._outputs[name][-1]
+
+        async def probe() -> dict[str, Any] | None:
+            if output.end is not None:
+                self.fail(f"{name} ended ({output.end.describe()}) instead of starting")
+            return await self.status(name)
+
+        result: dict[str, Any] = await self.wait_for(f"{name} to answer /status", probe, deadline)
+        return result
+
+    async def converged(self, deadline: float = DEADLINE) -> str:
+        """
+        Wait until every node is running, agrees on one leader, and has
+        applied everything the leader has committed; return the leader.
+        """
+
+        async def probe() -> str | None:
+            views = [await self.status(n) for n in self.specs]
+            if any(v is None for v in views) or not all(self.running(n) for n in self.specs):
+                return None
+            led = [v for v in views if v is not None and v["is_leader"]]
+            if len(led) != 1 or {v["leader_id"] for v in views if v is not None} != {led[0]["id"]}:
+                return None
+            commit = led[0]["commit_index"]
+            if all(v is not None and v["applied_index"] == commit for v in views):
+                return str(led[0]["id"])
+            return None
+
+        result: str = await self.wait_for(
+            "every node to follow one leader and apply all it committed", probe, deadline
+        )
         return result
 
     def fail(self, message: str) -> None:

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from typing import Any
 
+from twisted.internet.defer import fail
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -23,8 +24,10 @@ from raft3d.raft import (
     Member,
     NotLeader,
     PersistBatch,
+    RaftError,
+    StorageFull,
 )
-from raft3d.raft._node import NodeSettings, RaftNode
+from raft3d.raft._node import LeaderDiskFull, NodeSettings, RaftNode
 from raft3d.storage import DiskStorage, MemoryStorage
 from raft3d.testing import RecordingStateMachine, SimCluster, sim_settings
 from raft3d.testing._cluster import Invariants
@@ -124,26 +127,44 @@ class SingleNodeTests(SynchronousTestCase):
 
     def test_persist_failure_is_retried(self) -> None:
         """
-        When the disk refuses writes (full), nothing is acknowledged; once
-        it accepts them again the proposal commits by itself.
+        When the disk refuses writes (full), nothing is acknowledged: the
+        proposal whose write failed is answered at once with
+        L{CommitTimeout} (outcome unknown; a single voter cannot commit
+        without its own write), not after the proposal timeout.  Once the
+        disk accepts writes again the entry commits by itself, exactly once:
+        a retry in the same session gets the first result.
         """
         self.storage.fail_next_writes(10_000)
-        d = self.node.propose("after-full-disk")
+        d = self.node.propose("after-full-disk", ("c", 1))
+        _run(self.clock, 0.05)
+        self.failureResultOf(d, CommitTimeout)
         _run(self.clock, 1.0)
-        self.assertNoResult(d)
         self.assertEqual(self.machine.items, [])
+        self.assertTrue(self.node.disk_failing)
         self.storage.fail_next_writes(0)
         _run(self.clock, 0.5)
-        self.assertEqual(self.successResultOf(d), 1)
+        self.assertFalse(self.node.disk_failing)
+        self.assertEqual([c for _, c in self.machine.items], ["after-full-disk"])
+        again = self.node.propose("after-full-disk", ("c", 1))
+        _run(self.clock, 0.05)
+        self.assertEqual(self.successResultOf(again), 1)
+        self.assertEqual(len(self.machine.items), 1)
 
     def test_commit_timeout(self) -> None:
         """
-        A proposal that cannot commit in time errbacks with CommitTimeout,
+        A proposal that cannot commit in time (its leader lost every
+        follower) errbacks with CommitTimeout after the proposal timeout,
         which tells the client the outcome is unknown.
         """
-        self.storage.fail_next_writes(10_000)
-        d = self.node.propose("stuck")
-        _run(self.clock, 5.0)
+        cluster = SimCluster(seed=21, size=3)
+        leader = cluster.wait_for_leader()
+        cluster.advance(0.5)
+        others = {n.node_id for n in cluster.live()} - {leader.node_id}
+        cluster.network.partition({leader.node_id}, others)
+        d = leader.propose("stuck")
+        cluster.advance(leader.settings.proposal_timeout - 0.5)
+        self.assertNoResult(d)
+        cluster.advance(1.0)
         self.failureResultOf(d, CommitTimeout)
 
     def test_snapshot_and_compaction(self) -> None:
@@ -324,3 +345,169 @@ class DiskRestartTests(SynchronousTestCase):
         _run(clock, 0.1)
         self.assertEqual(failure, [])
         self.successResultOf(node2.stop())
+
+
+class DiskFullTests(SynchronousTestCase):
+    """
+    A node whose log writes fail (a full disk) stays up, serves reads,
+    refuses new writes at once instead of letting them time out, does not
+    lead while it lasts, and recovers by itself when writes succeed again.
+    """
+
+    def test_single_node_refuses_writes_serves_reads(self) -> None:
+        """
+        A single voter with a full disk refuses new proposals at once with
+        L{LeaderDiskFull} (a L{StorageFull} and a L{RaftError}): they were
+        never written.  It keeps answering linearizable reads, and takes
+        writes again once its disk does.
+        """
+        clock = Clock()
+        storage = MemoryStorage(clock, random.Random(3), fsync_delay=(0.001, 0.002))
+        node, machine = _single(clock, storage)
+        node.start(bootstrap=_SOLO, cluster_id="c1")
+        _run(clock, 2.0)
+        before = node.propose("before")
+        _run(clock, 0.05)
+        self.successResultOf(before)
+        storage.fail_next_writes(10_000)
+        node.propose("in-flight").addErrback(lambda f: f.trap(CommitTimeout))
+        _run(clock, 0.05)
+        refused = node.propose("refused")
+        clock.advance(0)
+        failure = self.failureResultOf(refused, LeaderDiskFull)
+        self.assertIsInstance(failure.value, StorageFull)
+        self.assertIsInstance(failure.value, RaftError)
+        read = node.read_index()
+        _run(clock, 0.05)
+        self.assertEqual(self.successResultOf(read), node.status().commit_index)
+        self.assertEqual(node.status().role, "Leader")
+        storage.fail_next_writes(0)
+        _run(clock, 0.5)
+        after = node.propose("after")
+        _run(clock, 0.05)
+        self.successResultOf(after)
+        self.assertEqual([c for _, c in machine.items], ["before", "in-flight", "after"])
+
+    def test_leader_hands_over(self) -> None:
+        """
+        A leader whose disk fills: the write in flight still commits (the
+        two followers are a majority without it), new proposals on it are
+        refused with L{LeaderDiskFull} at once, and it hands leadership to
+        a healthy node, which takes writes.  The old leader follows the new
+        one; once its disk accepts writes again it stores and applies
+        everything, acknowledges again, and does not take leadership back.
+        """
+        cluster = SimCluster(seed=5, size=3)
+        old = cluster.wait_for_leader()
+        cluster.result_of(old.propose("before"))
+        old_term = old.core.term
+        cluster.nodes[old.node_id].storage.fail_next_writes(10**6)
+        in_flight = old.propose("in-flight")
+        cluster.advance(0.05)
+        self.assertTrue(old.disk_failing)
+        refused = old.propose("refused")
+        cluster.clock.advance(0)
+        self.failureResultOf(refused, LeaderDiskFull)
+        self.assertEqual(cluster.result_of(in_flight, timeout=2.0), 2)
+        self.assertTrue(
+            cluster.run_until(
+                lambda: (leader := cluster.leader()) is not None and leader is not old, 5.0
+            ),
+            "leadership did not move away from the full disk",
+        )
+        new = cluster.leader()
+        assert new is not None
+        self.assertGreater(new.core.term, old_term)
+        self.assertEqual(cluster.result_of(new.propose("after")), 3)
+        cluster.advance(1.0)
+        self.assertEqual((old.status().role, old.status().leader_id), ("Follower", new.node_id))
+        self.assertTrue(old.disk_failing)
+        cluster.nodes[old.node_id].storage.fail_next_writes(0)
+
+        def stored() -> bool:
+            pr = new.core.progress_of(old.node_id)
+            return (
+                pr is not None
+                and pr.match == new.core.log.last_index
+                and old.applied_index == new.core.commit_index
+            )
+
+        self.assertTrue(cluster.run_until(stored, 3.0))
+        self.assertFalse(old.disk_failing)
+        machine = cluster.nodes[old.node_id].machine
+        assert machine is not None
+        self.assertEqual([c for _, c in machine.items], ["before", "in-flight", "after"])
+        self.assertIs(cluster.leader(), new)
+
+    def test_follower_full_disk_does_not_stall(self) -> None:
+        """
+        A follower whose disk fills does not stall the cluster or cause an
+        election: proposals commit on the healthy majority as fast as
+        before, the follower stays up and following, and once its disk
+        takes writes again it acknowledges and applies everything.
+        """
+        cluster = SimCluster(seed=11, size=3)
+        leader = cluster.wait_for_leader()
+        cluster.result_of(leader.propose("before"))
+        follower = next(n for n in cluster.live() if n is not leader)
+        term = leader.core.term
+        cluster.nodes[follower.node_id].storage.fail_next_writes(10**6)
+        for i in range(20):
+            self.assertEqual(cluster.result_of(leader.propose(i), timeout=0.2), i + 2)
+        cluster.advance(2.0)
+        self.assertTrue(follower.disk_failing)
+        self.assertEqual((cluster.leader(), leader.core.term), (leader, term))
+        self.assertEqual(
+            (follower.status().role, follower.status().leader_id), ("Follower", leader.node_id)
+        )
+        self.assertLess(follower.applied_index, leader.core.commit_index)
+        cluster.nodes[follower.node_id].storage.fail_next_writes(0)
+
+        def acknowledged() -> bool:
+            pr = leader.core.progress_of(follower.node_id)
+            return (
+                pr is not None
+                and pr.match == leader.core.log.last_index
+                and follower.applied_index == leader.core.commit_index
+            )
+
+        self.assertTrue(cluster.run_until(acknowledged, 3.0))
+        self.assertFalse(follower.disk_failing)
+        self.assertEqual(leader.core.term, term)
+        self.assertGreaterEqual(cluster.result_of(follower.read_index()), 22)
+
+    def test_failed_snapshot_backs_off(self) -> None:
+        """
+        A snapshot whose write fails is not retried on every turn (each
+        attempt serializes the whole state machine) but after
+        C{snapshot_retry_delay}; once the disk takes it, it is written.
+        """
+        clock = Clock()
+        storage = MemoryStorage(clock, random.Random(3), fsync_delay=(0.001, 0.002))
+        node, machine = _single(clock, storage)
+        node.start(bootstrap=_SOLO, cluster_id="c1")
+        _run(clock, 2.0)
+        serialized = []
+        original_snapshot = machine.snapshot
+
+        def snapshot() -> bytes:
+            serialized.append(clock.seconds())
+            return original_snapshot()
+
+        machine.snapshot = snapshot  # type: ignore[method-assign]
+        original_save = storage.save_snapshot
+        storage.save_snapshot = lambda meta, data: fail(StorageFull("full"))  # type: ignore[method-assign]
+        for i in range(100):
+            node.propose(i)
+            _run(clock, 0.01)
+        self.assertEqual(len(serialized), 1)
+        _run(clock, node.settings.snapshot_retry_delay)
+        node.propose("more")
+        _run(clock, 0.05)
+        self.assertEqual(len(serialized), 2)
+        storage.save_snapshot = original_save  # type: ignore[method-assign]
+        _run(clock, node.settings.snapshot_retry_delay)
+        node.propose("again")
+        _run(clock, 0.05)
+        self.assertEqual(len(serialized), 3)
+        self.assertGreaterEqual(node.status().snapshot_index, 100)

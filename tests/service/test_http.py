@@ -9,13 +9,23 @@ import json
 from typing import Any
 
 from treq.testing import StubTreq
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web import http
 from twisted.web.resource import Resource
 
 from raft3d.api import BoundedRequest
-from raft3d.service import NOT_STARTED_MESSAGE, APISite, ClientPoolService, StartupGate
+from raft3d.service import (
+    NOT_STARTED_MESSAGE,
+    APISite,
+    ClientPoolService,
+    GuardedHTTPChannel,
+    HTTPLimits,
+    StartupGate,
+)
+from raft3d.transport import ConnectionLimits
 
 from ._fakes import temp_dir
 
@@ -88,6 +98,50 @@ class APISiteTests(SynchronousTestCase):
         self.assertEqual(logged, [])
         APISite(_Echo(), temp_dir(self)).log(request)  # type: ignore[arg-type]
         self.assertEqual(logged, [request])
+
+
+class APISiteLimitsTests(SynchronousTestCase):
+    def test_defaults(self) -> None:
+        """
+        By default the site admits 900 connections, 700 of them waiting
+        for a request, closes silent connections after 60 s and gives each
+        request 30 s to arrive; it does not parse form bodies.
+        """
+        self.assertEqual(
+            HTTPLimits(),
+            HTTPLimits(max_connections=900, max_pending=700, idle_timeout=60, request_timeout=30),
+        )
+        site = APISite(_Echo(), reactor=Clock())
+        self.assertEqual(site.timeOut, 60)
+        self.assertFalse(site._parsePOSTFormSubmission)
+        self.assertEqual(site.limiter.limits, ConnectionLimits(900, 700))
+
+    def test_validation(self) -> None:
+        """
+        Timeouts are positive or L{None}; caps are at least 1 (checked when
+        the site is built).
+        """
+        self.assertRaises(ValueError, HTTPLimits, idle_timeout=0)
+        self.assertRaises(ValueError, HTTPLimits, request_timeout=-1)
+        self.assertIsNone(HTTPLimits(idle_timeout=None).idle_timeout)
+        self.assertRaises(ValueError, APISite, _Echo(), reactor=Clock(), limits=HTTPLimits(0))
+
+    def test_channels(self) -> None:
+        """
+        Each connection gets a L{GuardedHTTPChannel} configured from the
+        limits and the request factory's body limit, and admitted by the
+        site's limiter; over the cap there is no protocol at all, so
+        Twisted closes the socket at once.
+        """
+        limits = HTTPLimits(max_connections=1, idle_timeout=7, request_timeout=3)
+        site = APISite(_Echo(), reactor=Clock(), limits=limits)
+        channel = site.buildProtocol(IPv4Address("TCP", "10.0.0.1", 1))
+        assert channel is not None
+        self.assertIsInstance(channel, GuardedHTTPChannel)
+        self.assertEqual((channel.timeOut, channel.request_timeout), (7, 3))
+        self.assertEqual(channel.max_body_bytes, BoundedRequest.max_body_bytes)
+        self.assertIsNotNone(channel.admission)
+        self.assertIsNone(site.buildProtocol(IPv4Address("TCP", "10.0.0.2", 1)))
 
 
 class _Pool:

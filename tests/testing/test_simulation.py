@@ -497,3 +497,22 @@ class ScenarioTests(SynchronousTestCase):
         self.assertEqual(len(node.core.configuration.members), 3)
         cluster.heal_and_converge()
         self.assertIsNotNone(leader)
+
+    def test_wiped_follower_is_repaired(self) -> None:
+        """
+        A follower whose disk was wiped (it lost entries it had
+        acknowledged) is noticed by the leader from its rejection and
+        repaired with a snapshot and the log, without a leader change.
+        """
+        cluster = SimCluster(seed=17, size=3)
+        leader = cluster.wait_for_leader()
+        _submit_all(cluster, [f"w{i}" for i in range(100)])
+        follower = next(i for i in sorted(cluster.nodes) if i != leader.node_id)
+        cluster.wipe(follower)
+        node = cluster.restart(follower)
+        term = leader.core.term
+        self.assertTrue(
+            cluster.run_until(lambda: node.applied_index >= leader.core.commit_index, 10.0)
+        )
+        self.assertIs(cluster.leader(), leader)
+        self.assertEqual(leader.core.term, term)

@@ -10,17 +10,27 @@ import random
 from typing import Any, Callable
 
 from twisted.internet import defer, reactor
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from raft3d.raft import Heartbeat, IPeerTransport, Message, RequestVote
-from raft3d.transport import ProbeFailed, TCPPeerTransport, _transport
+from raft3d.transport import (
+    DEFAULT_RAFT_LIMITS,
+    ConnectionLimits,
+    ProbeFailed,
+    TCPPeerTransport,
+    _transport,
+)
 
-from ._support import LogCapture, Network, Node
+from ._support import LogCapture, Network, Node, hello, read_frames
 
 
 def hb(sender: str, term: int = 1) -> Heartbeat:
@@ -532,6 +542,93 @@ class StopTests(SynchronousTestCase):
         """
         node = Node("a", start=False)
         self.successResultOf(node.transport.stop())
+
+
+class InboundLimitTests(SynchronousTestCase):
+    """
+    The Raft port's admission control: total and per-host caps, and
+    eviction of the connection that has waited longest for its handshake.
+    """
+
+    def setUp(self) -> None:
+        self.node = Node("a", "C", limits=ConnectionLimits(5, 2, 3))
+
+    def accept_from(self, host: str, port: int = 4000) -> tuple[Any, StringTransport]:
+        """
+        Offer the listener a connection from C{host}; the protocol is
+        L{None} if refused.
+        """
+        addr = IPv4Address("TCP", host, port)
+        factory = self.node.reactor.tcpServers[-1][1]
+        proto = factory.buildProtocol(addr)
+        st = StringTransport(peerAddress=addr)
+        if proto is not None:
+            proto.makeConnection(st)
+        return proto, st
+
+    def test_default_limits(self) -> None:
+        """
+        Without C{limits} the transport applies L{DEFAULT_RAFT_LIMITS}.
+        """
+        self.assertEqual(Node("a").transport._limiter.limits, DEFAULT_RAFT_LIMITS)
+
+    def test_per_host_cap(self) -> None:
+        """
+        A host over its cap is refused before a byte is read, with a
+        warning; other hosts still get in.
+        """
+        for port in range(3):
+            proto, _ = self.accept_from("10.0.0.9", 4000 + port)
+            proto.dataReceived(hello(node=f"n{port}"))
+        refused, _ = self.accept_from("10.0.0.9", 4100)
+        self.assertIsNone(refused)
+        self.assertTrue(self.node.log.matching("Raft port: refused a connection from 10.0.0.9"))
+        self.assertIsNotNone(self.accept_from("10.0.0.10")[0])
+
+    def test_total_cap_and_release(self) -> None:
+        """
+        Over the total cap connections are refused; a closed connection
+        frees its place.
+        """
+        accepted = []
+        for i in range(5):
+            proto, _ = self.accept_from(f"10.0.1.{i}")
+            proto.dataReceived(hello(node=f"n{i}"))
+            accepted.append(proto)
+        self.assertIsNone(self.accept_from("10.0.2.1")[0])
+        accepted[0].connectionLost(Failure(ConnectionDone()))
+        self.assertIsNotNone(self.accept_from("10.0.2.1")[0])
+
+    def test_oldest_handshake_evicted(self) -> None:
+        """
+        With two connections still waiting for their hello, a third closes
+        the oldest (telling it why); member connections are never evicted.
+        """
+        member, _ = self.accept_from("10.0.0.1")
+        member.dataReceived(hello(node="b"))
+        silent1, st1 = self.accept_from("10.0.0.2")
+        silent2, st2 = self.accept_from("10.0.0.3")
+        newcomer, st3 = self.accept_from("10.0.0.4")
+        self.assertTrue(st1.disconnecting)
+        self.assertEqual(
+            read_frames(st1.value())[-1],
+            {"type": "reject", "reason": "too many connections are waiting for a handshake"},
+        )
+        self.assertFalse(st2.disconnecting or st3.disconnecting)
+        self.assertTrue(member.usable)
+        self.assertTrue(self.node.log.matching("closed the oldest, from 10.0.0.2"))
+
+    def test_discovery_connections_stay_evictable(self) -> None:
+        """
+        A discovery connection (a hello without a cluster id) is answered
+        but still counts as waiting, so strangers cannot pile them up.
+        """
+        discovery, st = self.accept_from("10.0.0.2")
+        discovery.dataReceived(hello(node="x", cluster=""))
+        self.assertEqual(read_frames(st.value())[0]["type"], "hello")
+        self.accept_from("10.0.0.3")
+        self.accept_from("10.0.0.4")
+        self.assertTrue(st.disconnecting)
 
 
 # -- real sockets -------------------------------------------------------------

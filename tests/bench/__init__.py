@@ -1,0 +1,3 @@
+"""
+Tests for the pure parts of the benchmark harness in C{bench/}.
+"""
