@@ -1003,7 +1003,23 @@ class RaftCore:
 
     def _handle_heartbeat(self, m: Heartbeat) -> None:
         self._follow(m.sender, m.term)
-        self._commit_to(min(m.commit, self.log.last_index))
+        last = self.log.last_index
+        if m.commit > last:
+            # The leader's commit for us never exceeds what we acknowledged:
+            # we lost acknowledged entries (a wiped disk).  Say so, so that
+            # it repairs us even when it has nothing new to send.
+            self._send(
+                m.sender,
+                AppendEntriesResponse(
+                    self.term,
+                    self.node_id,
+                    False,
+                    m.commit,
+                    conflict_index=last + 1,
+                    last_log_index=last,
+                ),
+            )
+        self._commit_to(min(m.commit, last))
         self._send(m.sender, HeartbeatResponse(self.term, self.node_id, m.read_ctx))
 
     def _handle_heartbeat_response(self, m: HeartbeatResponse) -> None:

@@ -501,13 +501,16 @@ class ScenarioTests(SynchronousTestCase):
     def test_wiped_follower_is_repaired(self) -> None:
         """
         A follower whose disk was wiped (it lost entries it had
-        acknowledged) is noticed by the leader from its rejection and
+        acknowledged) is noticed by the leader, even in an idle cluster
+        (the heartbeat's commit index exceeds the follower's log), and
         repaired with a snapshot and the log, without a leader change.
         """
         cluster = SimCluster(seed=17, size=3)
         leader = cluster.wait_for_leader()
         _submit_all(cluster, [f"w{i}" for i in range(100)])
         follower = next(i for i in sorted(cluster.nodes) if i != leader.node_id)
+        cluster.advance(1.0)
+        self.assertEqual(leader.core.progress_of(follower).match, leader.core.log.last_index)  # type: ignore[union-attr]
         cluster.wipe(follower)
         node = cluster.restart(follower)
         term = leader.core.term
