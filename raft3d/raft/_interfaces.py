@@ -282,13 +282,17 @@ class IRaftNode(Interface):
         committed and applied here.  With C{session} (client id, sequence
         number) the command is applied at most once and a retry gets the
         first result (thesis 6.3).  Errbacks: L{NotLeader}, L{NoLeader},
-        L{ProposalDropped}, L{LeadershipTransferInProgress}.
+        L{ProposalDropped}, L{LeadershipTransferInProgress}, L{CommitTimeout}
+        (outcome unknown: retry in the same session), and a L{StorageFull}
+        that is also a L{RaftError} when this leader cannot write its log
+        (certainly not applied).
         """
 
     def read_index() -> Deferred[int]:
         """
         Fire once the local state machine may serve a linearizable read
-        (thesis 6.4), with the read index.  Errbacks: L{NoLeader}.
+        (thesis 6.4), with the read index.  Errbacks: L{NoLeader} (no
+        leader known, or it could not confirm its leadership in time).
         """
 
     def status() -> NodeStatus:
