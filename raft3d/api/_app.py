@@ -302,11 +302,9 @@ class FarmAPI:
 
     @app.route(f"{API_PREFIX}/printers/<string:printer_id>", methods=["GET"])
     async def get_printer(self, request: HTTPRequest, printer_id: str) -> bytes:
-        await self._read_barrier(_query(request, _GET_PARAMS))
-        printer = self._farm.get_printer(printer_id)
-        if printer is None:
-            raise APIError(404, "printer_not_found", f"printer {printer_id} does not exist")
-        return _json(request, 200, printer.to_json())
+        return await self._get_one(
+            request, self._farm.get_printer, printer_id, "printer_not_found", "printer"
+        )
 
     # -- filaments ------------------------------------------------------------
 
@@ -345,11 +343,9 @@ class FarmAPI:
 
     @app.route(f"{API_PREFIX}/filaments/<string:filament_id>", methods=["GET"])
     async def get_filament(self, request: HTTPRequest, filament_id: str) -> bytes:
-        await self._read_barrier(_query(request, _GET_PARAMS))
-        filament = self._farm.get_filament(filament_id)
-        if filament is None:
-            raise APIError(404, "filament_not_found", f"filament {filament_id} does not exist")
-        return _json(request, 200, filament.to_json())
+        return await self._get_one(
+            request, self._farm.get_filament, filament_id, "filament_not_found", "filament"
+        )
 
     # -- print jobs -----------------------------------------------------------
 
@@ -388,11 +384,9 @@ class FarmAPI:
 
     @app.route(f"{API_PREFIX}/print_jobs/<string:job_id>", methods=["GET"])
     async def get_print_job(self, request: HTTPRequest, job_id: str) -> bytes:
-        await self._read_barrier(_query(request, _GET_PARAMS))
-        job = self._farm.get_job(job_id)
-        if job is None:
-            raise APIError(404, "job_not_found", f"print job {job_id} does not exist")
-        return _json(request, 200, job.to_json())
+        return await self._get_one(
+            request, self._farm.get_job, job_id, "job_not_found", "print job"
+        )
 
     @app.route(f"{API_PREFIX}/print_jobs/<string:job_id>/status", methods=["POST"])
     async def set_print_job_status(self, request: HTTPRequest, job_id: str) -> bytes:
@@ -511,6 +505,23 @@ class FarmAPI:
         for name, value in answer.headers.items():
             request.setHeader(name, value)
         return answer.body
+
+    async def _get_one(
+        self,
+        request: HTTPRequest,
+        lookup: Callable[[str], Any],
+        object_id: str,
+        not_found: str,
+        noun: str,
+    ) -> bytes:
+        """
+        Answer a GET of one object, after the read barrier the query asks for.
+        """
+        await self._read_barrier(_query(request, _GET_PARAMS))
+        found = lookup(object_id)
+        if found is None:
+            raise APIError(404, not_found, f"{noun} {object_id} does not exist")
+        return _json(request, 200, found.to_json())
 
     async def _read_barrier(self, params: dict[str, str]) -> None:
         """
