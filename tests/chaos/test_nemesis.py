@@ -15,7 +15,18 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from raft3d.devcluster import ProcessEnd
-from tools.chaos._nemesis import HOLD, KINDS, Fault, Nemesis, plan
+from tools.chaos._nemesis import (
+    HOLD,
+    KINDS,
+    NETEM_DELAY_MS,
+    NETEM_LOSS_PERCENT,
+    Fault,
+    Nemesis,
+    Network,
+    NetworkError,
+    plan,
+    probe_netem,
+)
 
 
 class FakeOutput:
@@ -83,20 +94,29 @@ class FakeCluster:
         return self.the_leader
 
 
-def inflict(fault: Fault, cluster: FakeCluster, seed: int = 0) -> Nemesis:
+def inflict(
+    fault: Fault,
+    cluster: FakeCluster,
+    seed: int = 0,
+    network: Any = None,
+    no_netem: str | None = None,
+    logs: list[str] | None = None,
+) -> Nemesis:
     """
     Run one fault to completion with a clock that never needs advancing.
     """
     clock = Clock()
-    logs: list[str] = []
     nemesis = Nemesis(
         cluster,
         [fault],
         random.Random(seed),
         clock.seconds,
         lambda seconds: succeed(None),
-        logs.append,
+        (logs if logs is not None else []).append,
         clock,
+        network,
+        "not root",
+        no_netem,
     )
     d = Deferred.fromCoroutine(nemesis.inflict(fault))
     SynchronousTestCase().successResultOf(d)
@@ -231,19 +251,26 @@ class FaultTests(SynchronousTestCase):
 
 class FakeNetwork:
     """
-    Records cuts and heals instead of changing routes.
+    Records cuts, netem qdiscs and heals instead of changing routes.
     """
 
     def __init__(self) -> None:
         self.cuts: set[tuple[str, str]] = set()
+        self.shaped: dict[str, tuple[str, ...]] = {}
         self.log: list[frozenset[tuple[str, str]]] = []
+        self.shape_log: list[dict[str, tuple[str, ...]]] = []
 
     def cut(self, source: str, target: str) -> None:
         self.cuts.add((source, target))
 
+    def shape(self, name: str, netem: list[str]) -> None:
+        self.shaped[name] = tuple(netem)
+
     def heal(self) -> None:
         self.log.append(frozenset(self.cuts))
+        self.shape_log.append(dict(self.shaped))
         self.cuts.clear()
+        self.shaped.clear()
 
 
 class PartitionTests(SynchronousTestCase):
@@ -292,3 +319,226 @@ class PartitionTests(SynchronousTestCase):
             self.assertEqual(network.log, [frozenset(expected)])
             self.assertEqual(network.cuts, set())
         self.assertEqual(modes, {"isolate-leader", "minority", "one-way"})
+
+
+class NetemTests(SynchronousTestCase):
+    def test_netem_faults(self) -> None:
+        """
+        A netem fault puts delay (with a quarter of it as jitter), loss or
+        both, within their ranges, on one node's link or on every node's,
+        and heals them before the fault ends; over a few seeds every mode
+        and both scopes are used.
+        """
+        modes = set()
+        scopes = set()
+        for seed in range(30):
+            cluster = FakeCluster(["n1", "n2", "n3"], "n1")
+            network = FakeNetwork()
+            nemesis = inflict(Fault(1.0, "netem", 4.0), cluster, seed, network)
+            self.assertEqual(cluster.actions, [])
+            (record,) = nemesis.records
+            mode, victims = record.target.split(" ")
+            modes.add(mode)
+            scopes.add(len(victims.split(",")))
+            (shaped,) = network.shape_log
+            self.assertEqual(sorted(shaped), victims.split(","))
+            (args,) = set(shaped.values())
+            words = dict(zip(args, args[1:], strict=False))
+            if "delay" in mode:
+                ms = int(words["delay"].removesuffix("ms"))
+                self.assertTrue(NETEM_DELAY_MS[0] <= ms <= NETEM_DELAY_MS[1], args)
+                self.assertEqual(args[args.index("delay") + 2], f"{ms // 4}ms")
+            else:
+                self.assertNotIn("delay", args)
+            if "loss" in mode:
+                loss = float(words["loss"].removesuffix("%"))
+                self.assertTrue(NETEM_LOSS_PERCENT[0] <= loss <= NETEM_LOSS_PERCENT[1], args)
+            else:
+                self.assertNotIn("loss", args)
+            self.assertEqual(network.shaped, {})
+            self.assertEqual(nemesis.skipped, [])
+        self.assertEqual(modes, {"delay", "loss", "delay+loss"})
+        self.assertEqual(scopes, {1, 3})
+
+    def test_netem_skipped_without_netem(self) -> None:
+        """
+        Where the probe found netem unusable, a netem fault touches
+        nothing, counts as no fault, and is logged and recorded as SKIPPED
+        with the probe's reason.
+        """
+        cluster = FakeCluster(["n1", "n2", "n3"], "n1")
+        network = FakeNetwork()
+        logs: list[str] = []
+        nemesis = inflict(Fault(1.0, "netem", 4.0), cluster, 0, network, "no sch_netem here", logs)
+        self.assertEqual((cluster.actions, network.shape_log, nemesis.records), ([], [], []))
+        (skipped,) = nemesis.skipped
+        self.assertIn("SKIPPED", skipped)
+        self.assertIn("no sch_netem here", skipped)
+        self.assertEqual(logs, [f"nemesis: {skipped.split(': ', 1)[1]}"])
+
+    def test_netem_skipped_without_network(self) -> None:
+        """
+        Without namespaces, a netem fault is skipped with the reason there
+        are none.
+        """
+        nemesis = inflict(Fault(1.0, "netem", 4.0), FakeCluster(["n1"], "n1"))
+        (skipped,) = nemesis.skipped
+        self.assertIn("netem nemesis unavailable (not root)", skipped)
+        self.assertEqual(nemesis.records, [])
+
+
+class FakeCommands:
+    """
+    Stands in for L{run_command}: records every command line and answers
+    with the first canned result whose key starts it, else success.
+    """
+
+    def __init__(self, answers: dict[tuple[str, ...], tuple[int, str]] | None = None) -> None:
+        self.answers = answers or {}
+        self.calls: list[list[str]] = []
+
+    def __call__(self, argv: Any) -> tuple[int, str]:
+        self.calls.append(list(argv))
+        for prefix, answer in self.answers.items():
+            if tuple(argv[: len(prefix)]) == prefix:
+                return answer
+        return 0, ""
+
+
+def which_all(command: str) -> str | None:
+    return f"/usr/sbin/{command}"
+
+
+class ProbeTests(SynchronousTestCase):
+    ADD = ("tc", "qdisc", "add")
+    DEL = ("tc", "qdisc", "del")
+
+    def test_works(self) -> None:
+        """
+        When a netem qdisc can be added and removed, the probe says
+        nothing is wrong, and leaves nothing behind.
+        """
+        run = FakeCommands()
+        self.assertIsNone(probe_netem(run, "veth0", euid=0, which=which_all))
+        self.assertEqual(
+            run.calls,
+            [
+                ["tc", "qdisc", "add", "dev", "veth0", "root", "netem", "delay", "1ms"],
+                ["tc", "qdisc", "del", "dev", "veth0", "root"],
+            ],
+        )
+
+    def test_not_root(self) -> None:
+        """
+        Without root, the probe says so and runs nothing.
+        """
+        run = FakeCommands()
+        self.assertEqual(
+            probe_netem(run, "veth0", euid=1000, which=which_all), "tc netem needs root"
+        )
+        self.assertEqual(run.calls, [])
+
+    def test_no_tc(self) -> None:
+        """
+        Without C{tc}, the probe names the package to install.
+        """
+        run = FakeCommands()
+        reason = probe_netem(run, "veth0", euid=0, which=lambda command: None)
+        self.assertEqual(reason, "iproute2's tc command is missing (apt-get install iproute2)")
+        self.assertEqual(run.calls, [])
+
+    def test_kernel_without_netem(self) -> None:
+        """
+        A kernel without C{sch_netem} (what new and old C{tc} say then) is
+        named as such, with C{tc}'s own words, and nothing is removed.
+        """
+        for said in (
+            "Error: Specified qdisc kind is unknown.",
+            "RTNETLINK answers: No such file or directory",
+        ):
+            run = FakeCommands({self.ADD: (2, said)})
+            reason = probe_netem(run, "veth0", euid=0, which=which_all)
+            assert reason is not None
+            self.assertIn("this kernel has no sch_netem qdisc", reason)
+            self.assertIn(said, reason)
+            self.assertEqual(len(run.calls), 1)
+
+    def test_other_failure(self) -> None:
+        """
+        Any other failure to add the qdisc is reported with the command
+        and C{tc}'s words.
+        """
+        run = FakeCommands({self.ADD: (2, 'Cannot find device "veth0"')})
+        reason = probe_netem(run, "veth0", euid=0, which=which_all)
+        self.assertEqual(
+            reason, "tc qdisc add dev veth0 root netem failed: 'Cannot find device \"veth0\"'"
+        )
+
+    def test_cannot_remove(self) -> None:
+        """
+        A qdisc that was added but cannot be removed makes netem unusable
+        (healing would fail), and says so.
+        """
+        run = FakeCommands({self.DEL: (2, "busy")})
+        reason = probe_netem(run, "veth0", euid=0, which=which_all)
+        self.assertEqual(
+            reason, "a netem qdisc was added on veth0 but could not be removed: 'busy'"
+        )
+
+
+class NetworkCommandTests(SynchronousTestCase):
+    def network(self, run: FakeCommands) -> Network:
+        network = Network(["n1", "n2"], run=run)
+        run.calls.clear()
+        return network
+
+    def test_shape_and_heal(self) -> None:
+        """
+        Shaping a node puts the same netem qdisc on both ends of its veth
+        pair (the host's end and C{eth0} in its namespace); healing removes
+        both qdiscs and every cut.
+        """
+        run = FakeCommands()
+        network = self.network(run)
+        veth, ns = network._veth["n2"], network.namespace["n2"]
+        network.shape("n2", ["delay", "40ms", "10ms", "loss", "2.0%"])
+        network.cut("n1", "n2")
+        self.assertEqual(
+            run.calls,
+            [
+                ["tc", "qdisc", "replace", "dev", veth, "root", "netem"]
+                + ["delay", "40ms", "10ms", "loss", "2.0%"],
+                ["tc", "-n", ns, "qdisc", "replace", "dev", "eth0", "root", "netem"]
+                + ["delay", "40ms", "10ms", "loss", "2.0%"],
+                ["ip", "-n", network.namespace["n1"], "route", "add", "blackhole"]
+                + [f"{network.address['n2']}/32"],
+            ],
+        )
+        run.calls.clear()
+        network.heal()
+        self.assertEqual(
+            sorted(run.calls),
+            sorted(
+                [
+                    ["tc", "qdisc", "del", "dev", veth, "root"],
+                    ["tc", "-n", ns, "qdisc", "del", "dev", "eth0", "root"],
+                    ["ip", "-n", network.namespace["n1"], "route", "del", "blackhole"]
+                    + [f"{network.address['n2']}/32"],
+                ]
+            ),
+        )
+        self.assertEqual((network.shaped, network.cuts), (set(), set()))
+
+    def test_failed_shape(self) -> None:
+        """
+        A C{tc} failure while shaping raises L{NetworkError} with the
+        command and C{tc}'s words, and healing removes only what was added.
+        """
+        run = FakeCommands({("tc", "-n"): (2, "Error: boom")})
+        network = self.network(run)
+        e = self.assertRaises(NetworkError, network.shape, "n1", ["loss", "5.0%"])
+        self.assertIn("Error: boom", str(e))
+        self.assertIn("qdisc replace dev eth0", str(e))
+        run.calls.clear()
+        network.heal()
+        self.assertEqual(run.calls, [["tc", "qdisc", "del", "dev", network._veth["n1"], "root"]])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -23,7 +24,8 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tools.chaos import Verdict, read_history
 from tools.chaos.__main__ import parse
-from tools.chaos._runner import RunConfig, RunResult, run
+from tools.chaos._nemesis import KINDS, NetworkError
+from tools.chaos._runner import NetworkFaults, RunConfig, RunResult, network_faults, run
 
 DURATION = 45.0
 DEFAULT_SEED = 20261161
@@ -105,3 +107,144 @@ class CommandLineTests(SynchronousTestCase):
         """
         e = self.assertRaises(SystemExit, parse, ["run", "--nemesis", "kill,flood"])
         self.assertEqual(e.code, 2)
+
+
+class FakeNetwork:
+    """
+    A L{tools.chaos._nemesis.Network} whose setup fails or whose netem
+    probe answers as told.
+    """
+
+    def __init__(
+        self, names: list[str], setup_error: str = "", no_netem: str | None = None
+    ) -> None:
+        self.names = names
+        self.address = {n: f"10.0.0.{i}" for i, n in enumerate(names, 1)}
+        self.setup_error = setup_error
+        self.no_netem = no_netem
+        self.probed = 0
+
+    def setup(self) -> None:
+        if self.setup_error:
+            raise NetworkError(self.setup_error)
+
+    def probe_netem(self) -> str | None:
+        self.probed += 1
+        return self.no_netem
+
+
+class FakeChaosCluster:
+    def __init__(self) -> None:
+        self.specs = {"node1": None, "node2": None, "node3": None}
+        self.network: FakeNetwork | None = None
+
+    def use_network(self, network: FakeNetwork) -> None:
+        self.network = network
+
+
+class NetworkFaultsTests(SynchronousTestCase):
+    def faults(
+        self, nemesis: tuple[str, ...], **network: Any
+    ) -> tuple[NetworkFaults, list[str], FakeChaosCluster, list[FakeNetwork]]:
+        cluster = FakeChaosCluster()
+        made: list[FakeNetwork] = []
+
+        def make(names: list[str]) -> FakeNetwork:
+            made.append(FakeNetwork(names, **network))
+            return made[-1]
+
+        lines: list[str] = []
+        config = RunConfig(nemesis=nemesis)
+        faults = network_faults(config, cluster, lines.append, make)  # type: ignore[arg-type]
+        return faults, lines, cluster, made
+
+    def test_not_asked(self) -> None:
+        """
+        Without partitions or netem no namespace is made, nothing is said,
+        and the summary says neither was asked for.
+        """
+        faults, lines, cluster, made = self.faults(("kill", "pause"))
+        self.assertEqual((faults, lines, made), (NetworkFaults(), [], []))
+        self.assertEqual(
+            faults.describe(RunConfig(nemesis=("kill",))),
+            {"partitions": "not asked for", "netem": "not asked for"},
+        )
+
+    def test_netem_works(self) -> None:
+        """
+        Where the probe finds netem usable, the nodes go into namespaces,
+        nothing is skipped, and the summary says how both kinds are made.
+        """
+        faults, lines, cluster, made = self.faults(KINDS)
+        self.assertIs(cluster.network, made[0])
+        self.assertEqual(made[0].probed, 1)
+        self.assertEqual(faults.warnings, ())
+        self.assertIn("netem: tc netem works on the nodes' links; delay/loss faults are on", lines)
+        self.assertEqual(
+            faults.describe(RunConfig(nemesis=KINDS)),
+            {
+                "partitions": "blackhole routes between network namespaces",
+                "netem": "tc netem on the nodes' links",
+            },
+        )
+
+    def test_kernel_without_netem(self) -> None:
+        """
+        Where the probe finds netem unusable, the runner says so in exactly
+        one WARNING line naming the reason; partitions still run, and the
+        summary records netem as skipped with the reason.
+        """
+        faults, lines, cluster, made = self.faults(KINDS, no_netem="no sch_netem")
+        self.assertIs(cluster.network, made[0])
+        warnings = [line for line in lines if line.startswith("WARNING")]
+        self.assertEqual(
+            warnings,
+            [
+                "WARNING: netem nemesis unavailable (no sch_netem): "
+                "delay/loss faults are SKIPPED in this run"
+            ],
+        )
+        self.assertEqual(faults.warnings, (warnings[0].removeprefix("WARNING: "),))
+        described = faults.describe(RunConfig(nemesis=KINDS))
+        self.assertEqual(described["netem"], "skipped: no sch_netem")
+        self.assertEqual(described["partitions"], "blackhole routes between network namespaces")
+
+    def test_no_namespaces(self) -> None:
+        """
+        Without namespaces, both partitions and netem faults are announced
+        as skipped, one line each, with the reason; netem is not probed.
+        """
+        faults, lines, cluster, made = self.faults(
+            KINDS, setup_error="network namespaces need root"
+        )
+        self.assertIsNone(cluster.network)
+        self.assertEqual(made[0].probed, 0)
+        self.assertEqual(
+            lines,
+            [
+                "WARNING: partition nemesis unavailable (network namespaces need root): "
+                "partitions are SKIPPED in this run",
+                "WARNING: netem nemesis unavailable (network namespaces need root): "
+                "delay/loss faults are SKIPPED in this run",
+            ],
+        )
+        self.assertEqual(
+            faults.describe(RunConfig(nemesis=KINDS)),
+            {
+                "partitions": "skipped: network namespaces need root",
+                "netem": "skipped: network namespaces need root",
+            },
+        )
+
+    def test_netem_only(self) -> None:
+        """
+        Netem alone also puts the nodes in namespaces (partitions are not
+        mentioned).
+        """
+        faults, lines, cluster, made = self.faults(("kill", "netem"), no_netem="x")
+        self.assertIs(cluster.network, made[0])
+        self.assertEqual(
+            faults.describe(RunConfig(nemesis=("kill", "netem"))),
+            {"partitions": "not asked for", "netem": "skipped: x"},
+        )
+        self.assertEqual(len([line for line in lines if line.startswith("WARNING")]), 1)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Coroutine
 
+from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
-from ._processes import ProcessCluster
+from raft3d.testing import ProcessCluster
 
 STATUS_KEYS = {
     "id",
@@ -34,7 +35,7 @@ class ClusterTests(TestCase):
     timeout = 240
 
     def setUp(self) -> None:
-        self.cluster = ProcessCluster(self)
+        self.cluster = ProcessCluster(self, reactor)
         self.cluster.start_all()
 
     def run_test(self, body: Coroutine[Any, Any, None]) -> Deferred[None]:

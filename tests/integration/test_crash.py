@@ -33,7 +33,7 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from ._processes import ProcessCluster
+from raft3d.testing import ProcessCluster
 
 ROUNDS = int(os.environ.get("RAFT3D_CRASH_ROUNDS", "50"))
 WRITERS = 4
@@ -242,7 +242,7 @@ class CrashTests(TestCase):
     timeout = 900
 
     def setUp(self) -> None:
-        self.cluster = ProcessCluster(self, extra_args=FLAGS)
+        self.cluster = ProcessCluster(self, reactor, extra_args=FLAGS)
 
     def test_sigkill_during_writes(self) -> Deferred[None]:
         """

@@ -19,8 +19,7 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from raft3d.devcluster import child_environment
-
-from ._processes import DEADLINE, POLL, ProcessOutput
+from raft3d.testing import DEADLINE, POLL, ProcessOutput
 
 
 def free_run(length: int) -> int:

@@ -40,8 +40,7 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import SkipTest, TestCase
 
 from raft3d.service import EXIT_CANNOT_START
-
-from ._processes import ProcessCluster
+from raft3d.testing import ProcessCluster
 
 LOG_MAGIC = b"R3DLOG"
 SEGMENT_HEADER = 8
@@ -189,7 +188,7 @@ class _Base(TestCase):
         return Deferred.fromCoroutine(guarded())
 
     def make_cluster(self, *extra: str) -> ProcessCluster:
-        self.cluster = ProcessCluster(self, extra_args=extra)
+        self.cluster = ProcessCluster(self, reactor, extra_args=extra)
         self.acked: dict[str, dict[str, Any]] = {}
         self.rng = random.Random()
         return self.cluster
@@ -473,7 +472,7 @@ class DiskFullTests(_Base):
         A cluster whose every node keeps its data on a small tmpfs of its
         own (so that any of them can be made to run out of space).
         """
-        c = self.cluster = ProcessCluster(self, nodes=nodes)
+        c = self.cluster = ProcessCluster(self, reactor, nodes=nodes)
         self.acked = {}
         self.rng = random.Random()
         for spec in c.specs.values():

@@ -34,11 +34,11 @@ from twisted.trial.unittest import TestCase
 
 from raft3d.devcluster import NodeSpec
 from raft3d.raft import AppendEntries, Entry, EntryType, Heartbeat, RequestVote, encode_message
+from raft3d.testing import ProcessCluster
 from raft3d.transport import parse_address
 from raft3d.transport._wire import HEADER, Hello, decode_payload, encode_frame
 
 from ..service._rawhttp import parse_responses
-from ._processes import ProcessCluster
 
 SLOW_CONNECTIONS = 40
 MAX_PENDING = 16
@@ -121,7 +121,7 @@ class HostileClientTests(TestCase):
     timeout = 120
 
     def setUp(self) -> None:
-        self.cluster = ProcessCluster(self, nodes=1)
+        self.cluster = ProcessCluster(self, reactor, nodes=1)
         spec = self.cluster.specs["node1"]
         self.cluster.specs["node1"] = TunedSpec(
             name=spec.name,

@@ -6,12 +6,12 @@ and the refusal to start on another node's data directory.
 from __future__ import annotations
 
 import attrs
+from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
 from raft3d.service import EXIT_CANNOT_START
-
-from ._processes import ProcessCluster
+from raft3d.testing import ProcessCluster
 
 
 class NodeProcessTests(TestCase):
@@ -29,7 +29,7 @@ class NodeProcessTests(TestCase):
         return Deferred.fromCoroutine(self.shutdown_and_refusal())
 
     async def shutdown_and_refusal(self) -> None:
-        c = ProcessCluster(self, nodes=1)
+        c = ProcessCluster(self, reactor, nodes=1)
         c.start("node1")
         self.assertEqual(await c.leader(), "node1")
         await c.ok("POST", "node1", "/api/v1/printers", {"company": "A", "model": "B"}, 201)

@@ -26,6 +26,11 @@ Faults:
     others (one-way), for C{hold} seconds, then heal.  Where namespaces
     cannot be made (not root...), the runner says so and skips partitions,
     never silently.
+  - C{netem}: with the same namespaces, C{tc netem} delay, loss or both on
+    the links of a random node or of every node, both ways, for C{hold}
+    seconds, then heal.  It needs the kernel's C{sch_netem} qdisc:
+    L{probe_netem} finds out before the run, and where it is missing the
+    runner says why and skips these faults, never silently.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ TERM_GRACE = 30.0
 Seconds a node gets to exit after SIGTERM in a rolling restart.
 """
 
-KINDS = ("kill", "pause", "restart", "partition")
+KINDS = ("kill", "pause", "restart", "partition", "netem")
 
 #: Seconds between the end of one fault and the start of the next, drawn
 #: uniformly: the clients need calm periods too, to make progress.
@@ -58,7 +63,31 @@ HOLD = {
     "pause": (3.0, 6.0),
     "restart": (0.0, 0.0),
     "partition": (3.0, 8.0),
+    "netem": (3.0, 8.0),
 }
+
+#: One-way delay added on each shaped link, in milliseconds (a node-to-node
+#: packet crosses two links: the sender's and the receiver's); the jitter
+#: is a quarter of it.  Election timeouts are 0.5-1 s, so even two shaped
+#: links leave a leader able to keep its followers.
+NETEM_DELAY_MS = (10, 100)
+
+#: Packet loss on each shaped link, in percent.
+NETEM_LOSS_PERCENT = (1.0, 10.0)
+
+Run = Callable[[Sequence[str]], tuple[int, str]]
+"""
+Runs a command line and returns its exit status and what it printed on
+stderr (L{run_command}; tests pass fakes).
+"""
+
+
+def run_command(argv: Sequence[str]) -> tuple[int, str]:
+    """
+    Run C{argv} (no shell), wait, and return its status and its stderr.
+    """
+    result = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+    return result.returncode, result.stderr.strip()
 
 
 @attrs.frozen
@@ -118,10 +147,54 @@ def partition_skipped(reason: str) -> str:
     return f"partition nemesis unavailable ({reason}): partitions are SKIPPED in this run"
 
 
+def netem_skipped(reason: str) -> str:
+    """
+    The message for a run whose delay and loss faults cannot be injected.
+    """
+    return f"netem nemesis unavailable ({reason}): delay/loss faults are SKIPPED in this run"
+
+
+def probe_netem(
+    run: Run,
+    device: str,
+    *,
+    euid: int,
+    which: Callable[[str], str | None],
+) -> str | None:
+    """
+    Find out whether C{tc netem} works on C{device} by adding a 1 ms delay
+    there and removing it again.
+
+    @param run: runs the C{tc} commands (L{run_command}).
+    @param euid: the effective user id (C{os.geteuid()}).
+    @param which: finds a command (C{shutil.which}).
+    @return: L{None} when it works, or why it cannot be used, in words an
+        operator can act on.
+    """
+    if euid != 0:
+        return "tc netem needs root"
+    if which("tc") is None:
+        return "iproute2's tc command is missing (apt-get install iproute2)"
+    code, err = run(["tc", "qdisc", "add", "dev", device, "root", "netem", "delay", "1ms"])
+    if code != 0:
+        # A kernel without sch_netem: "Error: Specified qdisc kind is
+        # unknown." from recent iproute2, "RTNETLINK answers: No such file
+        # or directory" from older ones.
+        if "kind is unknown" in err or "No such file or directory" in err:
+            return (
+                f"this kernel has no sch_netem qdisc and it cannot be loaded here: tc said {err!r}"
+            )
+        return f"tc qdisc add dev {device} root netem failed: {err!r}"
+    code, err = run(["tc", "qdisc", "del", "dev", device, "root"])
+    if code != 0:
+        return f"a netem qdisc was added on {device} but could not be removed: {err!r}"
+    return None
+
+
 class Cluster(Protocol):
     """
     What the nemesis needs of the process cluster
-    (C{tests.integration._processes.ProcessCluster}).
+    (L{raft3d.testing.ProcessCluster}).
     """
 
     specs: Any
@@ -172,10 +245,19 @@ class Nemesis:
         clock: IReactorTime,
         network: Network | None = None,
         no_network: str = "no network namespaces",
+        no_netem: str | None = None,
     ) -> None:
+        """
+        @param network: the nodes' namespaces, for partitions and netem
+            faults; L{None} skips those faults.
+        @param no_network: why there is no C{network}.
+        @param no_netem: why C{tc netem} cannot be used on C{network}
+            (L{probe_netem}), or L{None} when it can.
+        """
         self._clock = clock
         self._network = network
         self._no_network = no_network
+        self._no_netem = no_netem
         self._cluster = cluster
         self._faults = list(faults)
         self._rng = rng
@@ -257,15 +339,42 @@ class Nemesis:
                 await self._cluster.wait_up(name, 120.0)
                 await self._cluster.leader()
             detail = "SIGTERM and restart of " + ", ".join(names)
-        elif self._network is None:
-            reason = partition_skipped(self._no_network)
-            self.skipped.append(f"{fault.kind} at {fault.at:.1f} s: {reason}")
-            self._log(f"nemesis: {reason}")
-            return
-        else:
+        elif fault.kind == "partition":
+            if self._network is None:
+                self._skip(fault, partition_skipped(self._no_network))
+                return
             target, detail = await self._partition(self._network, names, fault.hold)
+        else:
+            if self._network is None:
+                self._skip(fault, netem_skipped(self._no_network))
+                return
+            if self._no_netem is not None:
+                self._skip(fault, netem_skipped(self._no_netem))
+                return
+            target, detail = await self._netem(self._network, names, fault.hold)
         self.records.append(FaultRecord(fault.kind, target, began, self._seconds(), detail))
         self._log(f"nemesis: healed {fault.kind} on {target}")
+
+    def _skip(self, fault: Fault, reason: str) -> None:
+        self.skipped.append(f"{fault.kind} at {fault.at:.1f} s: {reason}")
+        self._log(f"nemesis: {reason}")
+
+    async def _netem(self, network: Network, names: list[str], hold: float) -> tuple[str, str]:
+        mode = self._rng.choice(("delay", "loss", "delay+loss"))
+        victims = names if self._rng.random() < 0.5 else [self._rng.choice(names)]
+        args: list[str] = []
+        if "delay" in mode:
+            ms = self._rng.randint(*NETEM_DELAY_MS)
+            args += ["delay", f"{ms}ms", f"{ms // 4}ms"]
+        if "loss" in mode:
+            args += ["loss", f"{self._rng.uniform(*NETEM_LOSS_PERCENT):.1f}%"]
+        target = f"{mode} {','.join(victims)}"
+        self._log(f"nemesis: netem {' '.join(args)} on {','.join(victims)} for {hold:.1f} s")
+        for name in victims:
+            network.shape(name, args)
+        await self._sleep(hold)
+        network.heal()
+        return target, f"netem {' '.join(args)} on each link, both ways, for {hold:.1f} s, healed"
 
     async def _partition(self, network: Network, names: list[str], hold: float) -> tuple[str, str]:
         leader = await self._cluster.leader()
@@ -294,8 +403,8 @@ class Nemesis:
 
     async def heal(self) -> None:
         """
-        Remove network cuts, continue paused nodes and start every node
-        that is not running.
+        Remove network cuts and netem qdiscs, continue paused nodes and
+        start every node that is not running.
         """
         if self._network is not None:
             self._network.heal()
@@ -310,14 +419,9 @@ class Nemesis:
 
 class NetworkError(Exception):
     """
-    The namespaces could not be set up (not root, no C{ip}, no bridge...).
+    The namespaces could not be set up (not root, no C{ip}, no bridge...),
+    or a command changing them failed.
     """
-
-
-def _ip(*args: str) -> None:
-    result = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise NetworkError(f"ip {' '.join(args)}: {result.stderr.strip()}")
 
 
 class Network:
@@ -331,14 +435,22 @@ class Network:
     at once, an established one errors on its next send), while both keep
     talking to the runner's clients.  A symmetric cut is two such routes;
     a one-way cut is one (with TCP, A's replies to B are lost too, so B's
-    connections to A stall rather than fail).  C{tc netem} would add delay
-    and loss but needs the C{sch_netem} module, which hosts like CI
-    containers often lack; it is not used.
+    connections to A stall rather than fail).
+
+    Delay and loss (L{shape}) are C{tc netem} qdiscs on both ends of a
+    node's veth pair, so they hit everything the node sends and receives,
+    the clients' requests included.  They need the kernel's C{sch_netem},
+    which hosts like CI containers and microVMs often lack: L{probe_netem}
+    says whether it is there.
 
     Needs root (C{CAP_NET_ADMIN} and C{CAP_SYS_ADMIN}) and iproute2.
     """
 
-    def __init__(self, names: Sequence[str]) -> None:
+    def __init__(self, names: Sequence[str], run: Run = run_command) -> None:
+        """
+        @param run: runs the C{ip} and C{tc} commands (tests pass a fake).
+        """
+        self._run = run
         tag = f"{os.getpid() % 0xFFFF:04x}"
         subnet = os.getpid() % 250 + 1
         self.names = list(names)
@@ -348,7 +460,16 @@ class Network:
         self.address = {n: f"10.77.{subnet}.{i + 1}" for i, n in enumerate(names)}
         self._gateway = f"10.77.{subnet}.254"
         self.cuts: set[tuple[str, str]] = set()
+        self.shaped: set[tuple[str, str]] = set()
         self._made: list[tuple[str, ...]] = []
+
+    def _ip(self, *args: str) -> None:
+        self._check(["ip", *args])
+
+    def _check(self, argv: Sequence[str]) -> None:
+        code, err = self._run(argv)
+        if code != 0:
+            raise NetworkError(f"{' '.join(argv)}: {err}")
 
     def setup(self) -> None:
         """
@@ -362,21 +483,21 @@ class Network:
         if shutil.which("ip") is None:
             raise NetworkError("iproute2's ip command is missing")
         try:
-            _ip("link", "add", self.bridge, "type", "bridge")
+            self._ip("link", "add", self.bridge, "type", "bridge")
             self._made.append(("link", "del", self.bridge))
-            _ip("addr", "add", f"{self._gateway}/24", "dev", self.bridge)
-            _ip("link", "set", self.bridge, "up")
+            self._ip("addr", "add", f"{self._gateway}/24", "dev", self.bridge)
+            self._ip("link", "set", self.bridge, "up")
             for name in self.names:
                 ns, veth = self.namespace[name], self._veth[name]
-                _ip("netns", "add", ns)
+                self._ip("netns", "add", ns)
                 self._made.append(("netns", "del", ns))
-                _ip("-n", ns, "link", "set", "lo", "up")
-                _ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+                self._ip("-n", ns, "link", "set", "lo", "up")
+                self._ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
                 self._made.append(("link", "del", veth))
-                _ip("link", "set", veth, "master", self.bridge)
-                _ip("link", "set", veth, "up")
-                _ip("-n", ns, "addr", "add", f"{self.address[name]}/24", "dev", "eth0")
-                _ip("-n", ns, "link", "set", "eth0", "up")
+                self._ip("link", "set", veth, "master", self.bridge)
+                self._ip("link", "set", veth, "up")
+                self._ip("-n", ns, "addr", "add", f"{self.address[name]}/24", "dev", "eth0")
+                self._ip("-n", ns, "link", "set", "eth0", "up")
         except NetworkError:
             self.teardown()
             raise
@@ -393,7 +514,7 @@ class Network:
         Drop everything C{source} sends to C{target}.
         """
         if (source, target) not in self.cuts:
-            _ip(
+            self._ip(
                 "-n",
                 self.namespace[source],
                 "route",
@@ -403,12 +524,44 @@ class Network:
             )
             self.cuts.add((source, target))
 
+    def probe_netem(self) -> str | None:
+        """
+        L{probe_netem} on the first node's link: L{None} when C{tc netem}
+        works there, else why not.  Call after L{setup}.
+        """
+        return probe_netem(
+            self._run, self._veth[self.names[0]], euid=os.geteuid(), which=shutil.which
+        )
+
+    def _qdisc(self, name: str, end: str, verb: str) -> list[str]:
+        """
+        C{tc qdisc VERB} on the root of one end of node C{name}'s link:
+        C{"host"} (the runner's side: what the node receives) or C{"node"}
+        (inside its namespace: what it sends).
+        """
+        if end == "host":
+            return ["tc", "qdisc", verb, "dev", self._veth[name], "root"]
+        return ["tc", "-n", self.namespace[name], "qdisc", verb, "dev", "eth0", "root"]
+
+    def shape(self, name: str, netem: Sequence[str]) -> None:
+        """
+        Put C{tc netem} with C{netem} (C{["delay", "50ms", "12ms"]},
+        C{["loss", "5.0%"]}...) on both ends of node C{name}'s link:
+        what it sends and what it receives.
+        """
+        for end in ("host", "node"):
+            self._check([*self._qdisc(name, end, "replace"), "netem", *netem])
+            self.shaped.add((name, end))
+
     def heal(self) -> None:
         """
-        Remove every cut.
+        Remove every netem qdisc and every cut.
         """
+        for name, end in sorted(self.shaped):
+            self._check(self._qdisc(name, end, "del"))
+            self.shaped.discard((name, end))
         for source, target in sorted(self.cuts):
-            _ip(
+            self._ip(
                 "-n",
                 self.namespace[source],
                 "route",
@@ -424,6 +577,7 @@ class Network:
         failures).
         """
         for args in reversed(self._made):
-            subprocess.run(["ip", *args], capture_output=True, check=False)
+            self._run(["ip", *args])
         self._made.clear()
         self.cuts.clear()
+        self.shaped.clear()

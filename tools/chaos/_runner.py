@@ -5,9 +5,9 @@ concurrent clients against every node while the nemesis kills, pauses and
 restarts nodes, heal, wait for convergence, read every node's final state,
 then write the history and judge it with L{check_history}.
 
-The nodes are started and watched with the integration tests' process
-harness (C{tests.integration._processes.ProcessCluster}), so the runner and
-those tests start nodes the same way an operator does.  Besides the
+The nodes are started and watched with the process harness the integration
+tests use (L{raft3d.testing.ProcessCluster}), so the runner and those tests
+start nodes the same way an operator does.  Besides the
 checker's verdict, the run fails when a node ended without the nemesis
 ending it, or printed a traceback or an unhandled error: a crash is a bug
 even when the cluster survived it.
@@ -15,6 +15,12 @@ even when the cluster survived it.
 Everything lands in the output directory: C{history.jsonl} (re-check with
 C{python -m tools.chaos.check}), C{report.txt}, C{summary.json} (figures,
 faults with times, crashes) and C{logs/} (every run of every node).
+
+Partitions and netem faults need every node in a network namespace of its
+own; when asked for, the runner makes them and, for netem, probes whether
+the kernel has C{sch_netem}.  Whatever cannot be injected is announced in
+one C{WARNING} line at the start, again in the report, and recorded in
+C{summary.json} (C{partitions}, C{netem}, C{warnings}).
 """
 
 from __future__ import annotations
@@ -24,19 +30,27 @@ import os
 import random
 import shutil
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.task import deferLater
 
-from tests.integration._processes import ProcessCluster
+from raft3d.testing import ProcessCluster
 
 from ._checker import check_history, render_report
 from ._clients import Client, Known, Stats
 from ._history import HistoryRecorder, write_history
 from ._model import Verdict
-from ._nemesis import Nemesis, Network, NetworkError, partition_skipped, plan
+from ._nemesis import (
+    KINDS,
+    Nemesis,
+    Network,
+    NetworkError,
+    netem_skipped,
+    partition_skipped,
+    plan,
+)
 
 CRASH_MARKERS = ("Traceback", "Unhandled")
 """
@@ -65,7 +79,7 @@ class RunConfig:
     nodes: int = 3
     duration: float = 60.0
     seed: int = 0
-    nemesis: tuple[str, ...] = ("kill", "pause", "restart", "partition")
+    nemesis: tuple[str, ...] = KINDS
     out: str = "chaos-out"
     clients: int = 6
     snapshot_threshold: int = 200
@@ -80,6 +94,8 @@ class RunResult:
     @ivar verdict: the checker's.
     @ivar crashes: node runs that ended unasked or printed a traceback.
     @ivar errors: what the runner itself could not get done.
+    @ivar warnings: asked-for fault kinds this run could not inject, and
+        why (partitions without namespaces, netem without C{sch_netem}).
     """
 
     verdict: Verdict | None
@@ -90,6 +106,7 @@ class RunResult:
     errors: tuple[str, ...]
     skipped: tuple[str, ...]
     report: str
+    warnings: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -117,10 +134,10 @@ class _Host:
     def __init__(self) -> None:
         self.cleanups: list[Callable[[], Any]] = []
 
-    def addCleanup(self, f: Callable[[], Any]) -> None:
+    def addCleanup(self, f: Callable[[], Any], /) -> None:
         self.cleanups.append(f)
 
-    def fail(self, message: str) -> None:
+    def fail(self, message: str, /) -> NoReturn:
         raise RunnerError(message)
 
 
@@ -154,15 +171,12 @@ class ChaosCluster(ProcessCluster):
         argv = super().argv(name)
         return argv if self.network is None else [*self.network.prefix(name), *argv]
 
-    def runs(self, name: str) -> int:
-        return len(self._outputs[name])
-
     def send(self, name: str, signum: int) -> None:
         """
         Send signal number C{signum} (SIGSTOP, SIGCONT...: Twisted only
         knows a few signals by name) to node C{name}'s current run.
         """
-        self._processes[name].signalProcess(signum)
+        self.signal(name, signum)
 
 
 def find_crashes(cluster: ChaosCluster, expected: set[tuple[str, int]]) -> list[str]:
@@ -198,21 +212,11 @@ async def run(reactor: Any, config: RunConfig, log: Callable[[str], None]) -> Ru
         "--trailing-logs",
         str(config.trailing_logs),
     ]
-    cluster = ChaosCluster(host, nodes=config.nodes, extra_args=extra)
+    cluster = ChaosCluster(host, reactor, nodes=config.nodes, extra_args=extra)
     cluster.failed = True  # keep the node directory until the logs are copied
-    no_network = ""
-    if "partition" in config.nemesis:
-        network = Network(sorted(cluster.specs))
-        try:
-            network.setup()
-        except NetworkError as e:
-            no_network = str(e)
-            log(f"WARNING: {partition_skipped(no_network)}")
-        else:
-            cluster.use_network(network)
-            log(f"network namespaces: {network.address}")
     try:
-        return await _run(reactor, config, log, cluster, no_network)
+        faults = network_faults(config, cluster, log)
+        return await _run(reactor, config, log, cluster, faults)
     finally:
         logs = os.path.join(config.out, "logs")
         shutil.rmtree(logs, ignore_errors=True)
@@ -224,6 +228,80 @@ async def run(reactor: Any, config: RunConfig, log: Callable[[str], None]) -> Ru
             cluster.network.teardown()
 
 
+@attrs.frozen
+class NetworkFaults:
+    """
+    What a run can do to the network.
+
+    @ivar no_network: why there are no namespaces (C{""} when there are,
+        or when neither partitions nor netem were asked for).
+    @ivar no_netem: why C{tc netem} cannot be used, or L{None} when it can
+        (or was not asked for).
+    @ivar warnings: the lines said at the start, one per asked-for kind
+        that will be skipped.
+    """
+
+    no_network: str = ""
+    no_netem: str | None = None
+    warnings: tuple[str, ...] = ()
+
+    def describe(self, config: RunConfig) -> dict[str, str]:
+        """
+        The C{partitions} and C{netem} entries of the summary: how they are
+        injected, C{"skipped: REASON"}, or C{"not asked for"}.
+        """
+        partitions = "blackhole routes between network namespaces"
+        if self.no_network:
+            partitions = f"skipped: {self.no_network}"
+        netem = "tc netem on the nodes' links"
+        if self.no_netem is not None:
+            netem = f"skipped: {self.no_netem}"
+        return {
+            "partitions": partitions if "partition" in config.nemesis else "not asked for",
+            "netem": netem if "netem" in config.nemesis else "not asked for",
+        }
+
+
+def network_faults(
+    config: RunConfig,
+    cluster: ChaosCluster,
+    log: Callable[[str], None],
+    make_network: Callable[[list[str]], Network] = Network,
+) -> NetworkFaults:
+    """
+    Put the nodes in namespaces when partitions or netem faults are asked
+    for, probe netem, and say (once each) what will be skipped and why.
+
+    @param make_network: makes the L{Network} for the node names (tests
+        pass a fake).
+    """
+    asked = {"partition", "netem"} & set(config.nemesis)
+    if not asked:
+        return NetworkFaults()
+    network = make_network(sorted(cluster.specs))
+    warnings = []
+    try:
+        network.setup()
+    except NetworkError as e:
+        if "partition" in asked:
+            warnings.append(partition_skipped(str(e)))
+        if "netem" in asked:
+            warnings.append(netem_skipped(str(e)))
+        faults = NetworkFaults(no_network=str(e), no_netem=str(e), warnings=tuple(warnings))
+    else:
+        cluster.use_network(network)
+        log(f"network namespaces: {network.address}")
+        no_netem = network.probe_netem() if "netem" in asked else None
+        if no_netem is not None:
+            warnings.append(netem_skipped(no_netem))
+        elif "netem" in asked:
+            log("netem: tc netem works on the nodes' links; delay/loss faults are on")
+        faults = NetworkFaults(no_netem=no_netem, warnings=tuple(warnings))
+    for warning in warnings:
+        log(f"WARNING: {warning}")
+    return faults
+
+
 def _data_directories(directory: str, names: list[str]) -> list[str]:
     return [n for n in names if os.path.isdir(os.path.join(directory, n))]
 
@@ -233,7 +311,7 @@ async def _run(
     config: RunConfig,
     log: Callable[[str], None],
     cluster: ChaosCluster,
-    no_network: str,
+    net: NetworkFaults,
 ) -> RunResult:
     def sleep(seconds: float) -> Deferred[None]:
         return deferLater(reactor, seconds, lambda: None)
@@ -284,7 +362,8 @@ async def _run(
         log,
         reactor,
         cluster.network,
-        no_network,
+        net.no_network,
+        net.no_netem,
     )
     t0 = clock.seconds()
     running = [Deferred.fromCoroutine(c.run()) for c in clients]
@@ -333,7 +412,8 @@ async def _run(
         "clients": config.clients,
         "faults": [r.to_json() for r in nemesis.records],
         "skipped": nemesis.skipped,
-        "partitions": "network namespaces" if cluster.network else f"skipped: {no_network}",
+        **net.describe(config),
+        "warnings": list(net.warnings),
         "start": t0,
     }
     history = recorder.history(meta=meta)
@@ -345,6 +425,7 @@ async def _run(
         f"  {r.start - t0:7.2f}-{r.end - t0:7.2f} s {r.kind} {r.target}: {r.detail}"
         for r in nemesis.records
     ]
+    lines += [f"WARNING {w}" for w in net.warnings]
     lines += [f"SKIPPED {s}" for s in nemesis.skipped]
     lines += [f"CRASH {c}" for c in crashes]
     lines += [f"ERROR {e}" for e in errors]
@@ -362,6 +443,7 @@ async def _run(
         errors=tuple(errors),
         skipped=tuple(nemesis.skipped),
         report=full,
+        warnings=net.warnings,
     )
     summary = {
         "ok": result.ok,
@@ -373,6 +455,8 @@ async def _run(
         "crashes": crashes,
         "errors": errors,
         "skipped": nemesis.skipped,
+        **net.describe(config),
+        "warnings": list(net.warnings),
         "checks": report.to_json(),
         "config": attrs.asdict(config),
     }

@@ -1,20 +1,30 @@
-# -*- test-case-name: tests.integration -*-
+# -*- test-case-name: tests.testing.test_processes -*-
 """
-Real C{twistd raft3d} processes on 127.0.0.1 for the integration tests.
+Real C{twistd raft3d} processes on 127.0.0.1, for the integration tests and
+the nemesis runner (C{tools.chaos}).
 
 L{ProcessCluster} starts each node exactly as an operator would
 (C{python -c "...twistd.run()" --nodaemon --pidfile= raft3d --id ...}, with
 this checkout first on C{PYTHONPATH}), keeps every line a node prints in a
-file of the test's temporary directory and the last lines in memory for
-failure messages, and kills every node it started with SIGKILL in cleanup,
-whatever happened.  Time is only ever spent waiting for conditions, polled
-every 0.1 s, with generous deadlines: the machines running this are slow and
-shared.
+file of its temporary directory and the last lines in memory for failure
+messages, and kills every node it started with SIGKILL in cleanup, whatever
+happened.  Time is only ever spent waiting for conditions, polled every
+L{POLL} seconds, with generous deadlines: the machines running this are slow
+and shared.
 
-The crash and disk fault tests add flags to every node's command line
-(C{extra_args}: a small C{--snapshot-threshold}...), restart nodes with the
-very same command line, and need clients of their own (L{new_client}) and
-a converged cluster to compare the nodes' copies (L{converged}).
+It lives in the package rather than in the test suite so that tools (the
+nemesis runner) start nodes the same way as the tests without importing the
+test suite.  Like everything outside C{raft3d/tap.py}, it is handed its
+reactor (L{ProcessCluster}'s C{reactor}) and never imports the global one.
+
+Its C{host} is the test case (or anything with C{addCleanup} and C{fail}):
+cleanup is registered there, and a condition that does not come in time
+fails it with the nodes' last lines.  The crash and disk fault tests add
+flags to every node's command line (C{extra_args}: a small
+C{--snapshot-threshold}...), restart nodes with the very same command line,
+and need clients of their own (L{ProcessCluster.new_client}) and a
+converged cluster to compare the nodes' copies
+(L{ProcessCluster.converged}).
 """
 
 from __future__ import annotations
@@ -25,22 +35,50 @@ import shutil
 import socket
 import tempfile
 from collections import deque
-from typing import Any, Awaitable, Callable, Mapping, Sequence
+from typing import Any, Awaitable, Callable, Mapping, NoReturn, Protocol, Sequence
 
 from treq.client import HTTPClient
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.error import ProcessExitedAlready
+from twisted.internet.interfaces import IProcessTransport
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from raft3d.devcluster import NodeSpec, ProcessEnd, child_environment
+from ..devcluster import NodeSpec, ProcessEnd, child_environment
 
 POLL = 0.1
+"""
+Seconds between two looks at a condition being waited for.
+"""
+
 DEADLINE = 60.0
+"""
+Seconds a condition gets by default before the wait fails.
+"""
+
 TAIL_LINES = 40
+"""
+How many of a node run's last lines a failure message shows.
+"""
+
+
+class Host(Protocol):
+    """
+    What L{ProcessCluster} needs of whoever runs it: a test case, or the
+    nemesis runner's stand-in for one.
+    """
+
+    def addCleanup(self, f: Callable[[], object], /) -> None:
+        """
+        Call C{f} (which may return a L{Deferred}) when done.
+        """
+
+    def fail(self, message: str, /) -> NoReturn:
+        """
+        Give up with C{message}, by raising.
+        """
 
 
 def free_ports(count: int) -> list[int]:
@@ -67,6 +105,9 @@ class ProcessOutput(ProcessProtocol):
     """
 
     def __init__(self, path: str) -> None:
+        """
+        @param path: the file every byte the process prints is appended to.
+        """
         self._file = open(path, "ab")  # noqa: SIM115 (closed in processEnded)
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
         self.lines: list[str] = []
@@ -93,6 +134,9 @@ class ProcessOutput(ProcessProtocol):
             d.callback(self.end)
 
     def when_ended(self) -> Deferred[ProcessEnd]:
+        """
+        Fires with how the process ended (at once if it already has).
+        """
         if self.end is not None:
             return succeed(self.end)
         d: Deferred[ProcessEnd] = Deferred()
@@ -104,10 +148,31 @@ class ProcessCluster:
     """
     A cluster of real nodes, like the seed README's: node1 bootstraps, and
     every node gets the same address-only C{--peers}.
+
+    @ivar specs: every node's L{NodeSpec}, by name (C{node1}...).
+    @ivar directory: the nodes' data and output, removed in cleanup unless
+        L{failed}.
+    @ivar failed: set by L{fail}; keeps L{directory} for a post-mortem.
     """
 
-    def __init__(self, test: Any, nodes: int = 3, extra_args: Sequence[str] = ()) -> None:
-        self._test = test
+    def __init__(
+        self,
+        host: Host,
+        reactor: Any,
+        nodes: int = 3,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        """
+        @param host: gets the cleanup (SIGKILL every node still running,
+            close the HTTP connections, remove L{directory}) and the
+            failures.
+        @param reactor: spawns the nodes, connects the HTTP clients and
+            times the waits: it must provide C{IReactorProcess},
+            C{IReactorTCP} and C{IReactorTime}.
+        @param extra_args: added to every node's command line.
+        """
+        self._host = host
+        self._reactor = reactor
         self.extra_args = tuple(extra_args)
         self.directory = tempfile.mkdtemp(prefix="raft3d-integration-")
         ports = free_ports(2 * nodes)
@@ -124,23 +189,22 @@ class ProcessCluster:
             for i in range(nodes)
         }
         self._outputs: dict[str, list[ProcessOutput]] = {name: [] for name in self.specs}
-        self._processes: dict[str, Any] = {}
+        self._processes: dict[str, IProcessTransport] = {}
         self.failed = False
-        self._pool = HTTPConnectionPool(reactor)
-        self._pool.retryAutomatically = False
-        self.http = HTTPClient(Agent(reactor, pool=self._pool, connectTimeout=2))
-        self._pools = [self._pool]
-        test.addCleanup(self._cleanup)
+        self._pools: list[HTTPConnectionPool] = []
+        self.http = self.new_client()
+        host.addCleanup(self._cleanup)
 
     def new_client(self) -> HTTPClient:
         """
         Another HTTP client with a connection pool of its own (closed in
         cleanup), for a concurrent writer.
         """
-        pool = HTTPConnectionPool(reactor)
+        pool = HTTPConnectionPool(self._reactor)  # type: ignore[no-untyped-call]
         pool.retryAutomatically = False
         self._pools.append(pool)
-        return HTTPClient(Agent(reactor, pool=pool, connectTimeout=2))
+        agent = Agent(self._reactor, pool=pool, connectTimeout=2)  # type: ignore[no-untyped-call]
+        return HTTPClient(agent)
 
     # -- processes ------------------------------------------------------
 
@@ -165,7 +229,7 @@ class ProcessCluster:
         outputs = self._outputs[name]
         output = ProcessOutput(os.path.join(self.directory, f"{name}.{len(outputs) + 1}.log"))
         outputs.append(output)
-        self._processes[name] = reactor.spawnProcess(
+        self._processes[name] = self._reactor.spawnProcess(
             output, argv[0], argv, env=child_environment(), path=self.directory
         )
 
@@ -176,16 +240,30 @@ class ProcessCluster:
         return [*self.specs[name].argv(), *self.extra_args]
 
     def start_all(self) -> None:
+        """
+        Start every node of L{specs}.
+        """
         for name in self.specs:
             self.start(name)
 
     def running(self, name: str) -> bool:
+        """
+        Whether node C{name}'s latest run is still going.
+        """
         outputs = self._outputs[name]
         return bool(outputs) and outputs[-1].end is None
 
-    def signal(self, name: str, signal: str) -> None:
+    def runs(self, name: str) -> int:
         """
-        Send C{signal} ("TERM", "KILL"...) to node C{name}.
+        How many times node C{name} was started.
+        """
+        return len(self._outputs[name])
+
+    def signal(self, name: str, signal: str | int) -> None:
+        """
+        Send C{signal} to node C{name}'s latest run: a name Twisted knows
+        ("TERM", "KILL", "INT", "HUP", "STOP") or any signal number
+        (C{signal.SIGCONT}...).
         """
         self._processes[name].signalProcess(signal)
 
@@ -200,8 +278,16 @@ class ProcessCluster:
             pass
         return await output.when_ended()
 
-    def _cleanup(self) -> Deferred[Any]:
-        waits = []
+    def _cleanup(self) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._stop_all())
+
+    async def _stop_all(self) -> None:
+        """
+        SIGKILL every node still running and wait until they are gone,
+        close every HTTP connection, and remove L{directory} unless
+        L{failed}.
+        """
+        waits: list[Deferred[ProcessEnd]] = []
         for name, outputs in self._outputs.items():
             if outputs and outputs[-1].end is None:
                 try:
@@ -209,13 +295,14 @@ class ProcessCluster:
                 except ProcessExitedAlready:
                     pass
                 waits.append(outputs[-1].when_ended())
-        d = DeferredList(waits)
-        d.addCallback(
-            lambda _: DeferredList([pool.closeCachedConnections() for pool in self._pools])
-        )
+        await DeferredList(waits)
+        closing: list[Deferred[None]] = [
+            pool.closeCachedConnections()  # type: ignore[no-untyped-call]
+            for pool in self._pools
+        ]
+        await DeferredList(closing)
         if not self.failed:
-            d.addCallback(lambda _: shutil.rmtree(self.directory, ignore_errors=True))
-        return d
+            shutil.rmtree(self.directory, ignore_errors=True)
 
     def count_lines(self, text: str) -> int:
         """
@@ -243,6 +330,9 @@ class ProcessCluster:
     # -- HTTP -----------------------------------------------------------
 
     def url(self, name: str, path: str) -> str:
+        """
+        The URL of C{path} on node C{name}'s HTTP address.
+        """
         return f"http://{self.specs[name].http_addr}{path}"
 
     async def call(
@@ -265,7 +355,7 @@ class ProcessCluster:
             cluster's own.
         """
         data = json.dumps(body).encode() if body is not None else None
-        sent: dict[bytes, list[bytes]] = {k: [v] for k, v in (headers or {}).items()}
+        sent: dict[bytes | str, list[bytes | str]] = {k: [v] for k, v in (headers or {}).items()}
         if data is not None:
             sent[b"Content-Type"] = [b"application/json"]
         response = await (http or self.http).request(
@@ -316,14 +406,14 @@ class ProcessCluster:
         true, and return that; fail with the node output after C{deadline}
         seconds.
         """
-        give_up = reactor.seconds() + deadline
+        give_up = self._reactor.seconds() + deadline
         while True:
             value = await probe()
             if value:
                 return value
-            if reactor.seconds() > give_up:
+            if self._reactor.seconds() > give_up:
                 self.fail(f"timed out after {deadline:.0f} s waiting for {what}")
-            await deferLater(reactor, POLL, lambda: None)
+            await deferLater(self._reactor, POLL, lambda: None)
 
     async def leader(self, among: list[str] | None = None, other_than: str | None = None) -> str:
         """
@@ -383,9 +473,9 @@ class ProcessCluster:
         )
         return result
 
-    def fail(self, message: str) -> None:
+    def fail(self, message: str) -> NoReturn:
         """
         Fail the test with the nodes' last lines, keeping their directory.
         """
         self.failed = True
-        self._test.fail(f"{message}\n{self.tails()}")
+        self._host.fail(f"{message}\n{self.tails()}")
