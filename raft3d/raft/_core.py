@@ -250,6 +250,9 @@ class RaftCore:
         self._snapshot_sends: list[str] = []
         self._snapshot_chunks: list[InstallSnapshot] = []
         self._install_snapshot: SnapshotMeta | None = None
+        # Set by the driver while it stores a snapshot that will replace
+        # the log: the node must not lead (and append) before that is done.
+        self.campaign_blocked = False
         self._events: list[tuple[str, ...]] = []
 
     # -- configuration --------------------------------------------------
@@ -315,7 +318,11 @@ class RaftCore:
             self._election_elapsed += 1
             # A server that may not campaign keeps counting, so that its
             # leader lease runs out and it grants votes to those who may.
-            if self._election_elapsed >= self._randomized_timeout and self.promotable():
+            if (
+                self._election_elapsed >= self._randomized_timeout
+                and self.promotable()
+                and not self.campaign_blocked
+            ):
                 self._election_elapsed = 0
                 self._campaign(pre_vote=self.settings.pre_vote, transfer=False)
 
@@ -1062,6 +1069,13 @@ class RaftCore:
             InstallSnapshotResponse(self.term, self.node_id, last_index, offset, False, success),
         )
 
+    def wants_snapshot(self, meta: SnapshotMeta) -> bool:
+        """
+        Whether L{install_snapshot} of C{meta} would replace the log (and
+        so the driver must store it), rather than only move the commit index.
+        """
+        return meta.index > self.commit_index and self.log.term_at(meta.index) != meta.term
+
     def install_snapshot(self, leader: str, meta: SnapshotMeta) -> bool:
         """
         A complete, verified snapshot arrived from C{leader}.  Return whether
@@ -1072,12 +1086,12 @@ class RaftCore:
         done = InstallSnapshotResponse(
             self.term, self.node_id, meta.index, 0, done=True, success=True
         )
-        if meta.index <= self.commit_index:
-            self._send(leader, attrs.evolve(done, last_index=self.commit_index))
-            return False
-        if self.log.term_at(meta.index) == meta.term:
-            self._commit_to(meta.index)
-            self._send(leader, done)
+        if not self.wants_snapshot(meta):
+            if meta.index <= self.commit_index:
+                self._send(leader, attrs.evolve(done, last_index=self.commit_index))
+            else:
+                self._commit_to(meta.index)
+                self._send(leader, done)
             return False
         self.log.reset(meta.index, meta.term)
         self.snapshot = meta

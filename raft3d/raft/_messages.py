@@ -291,6 +291,56 @@ class ReadIndexResponse:
     )
 
 
+@attrs.frozen
+class Propose:
+    """
+    A follower hands commands its clients gave it to the leader, which
+    appends them as if proposed locally (thesis 6.2: any server accepts a
+    request and relays it).  Each payload is a CBOR array C{[command,
+    client, seq]}; the leader adds its own timestamp.  C{batch_id} is the
+    follower's own counter, echoed in the L{ProposeResponse}.
+    """
+
+    term: int
+    sender: str
+    batch_id: int
+    payloads: tuple[bytes, ...]
+
+    TYPE: ClassVar[str] = "prop"
+    _wire: ClassVar[tuple[tuple[str, str, str], ...]] = (
+        ("term", "term", "int"),
+        ("from", "sender", "str"),
+        ("bid", "batch_id", "int"),
+        ("cmds", "payloads", "blobs"),
+    )
+
+
+@attrs.frozen
+class ProposeResponse:
+    """
+    The leader's answer to L{Propose}: the C{(index, term)} it appended each
+    payload at, in order, or an C{error} (C{"not_leader"}, C{"transfer"},
+    C{"disk_full"}, C{"refused"}) when it appended none of them.  It is sent
+    before the entries themselves, on the same ordered connection, so the
+    follower knows what to wait for before it can apply them.
+    """
+
+    term: int
+    sender: str
+    batch_id: int
+    positions: tuple[tuple[int, int], ...]
+    error: str = ""
+
+    TYPE: ClassVar[str] = "prop_resp"
+    _wire: ClassVar[tuple[tuple[str, str, str], ...]] = (
+        ("term", "term", "int"),
+        ("from", "sender", "str"),
+        ("bid", "batch_id", "int"),
+        ("pos", "positions", "positions"),
+        ("err", "error", "str"),
+    )
+
+
 Message = Union[
     RequestVote,
     RequestVoteResponse,
@@ -303,6 +353,8 @@ Message = Union[
     TimeoutNow,
     ReadIndexRequest,
     ReadIndexResponse,
+    Propose,
+    ProposeResponse,
 ]
 
 MESSAGE_TYPES: dict[str, type[Any]] = {
@@ -319,6 +371,8 @@ MESSAGE_TYPES: dict[str, type[Any]] = {
         TimeoutNow,
         ReadIndexRequest,
         ReadIndexResponse,
+        Propose,
+        ProposeResponse,
     )
 }
 
@@ -328,6 +382,10 @@ def _encode_value(kind: str, value: Any) -> Any:
         return [[e.index, e.term, int(e.type), e.data] for e in value]
     if kind == "config":
         return value.to_wire()
+    if kind == "positions":
+        return [list(p) for p in value]
+    if kind == "blobs":
+        return list(value)
     return value
 
 
@@ -348,6 +406,19 @@ def _decode_entry(raw: object) -> Entry:
     except ValueError:
         raise ProtocolError(f"unknown entry type {raw[2]!r}") from None
     return Entry(raw[0], raw[1], etype, raw[3])
+
+
+def _decode_position(raw: object) -> tuple[int, int]:
+    if (
+        not isinstance(raw, list)
+        or len(raw) != 2
+        or type(raw[0]) is not int
+        or type(raw[1]) is not int
+        or raw[0] < 1
+        or raw[1] < 1
+    ):
+        raise ProtocolError("malformed log position")
+    return (raw[0], raw[1])
 
 
 def _decode_value(kind: str, key: str, value: object) -> Any:
@@ -371,6 +442,14 @@ def _decode_value(kind: str, key: str, value: object) -> Any:
         if not isinstance(value, list):
             raise ProtocolError(f"field {key!r} must be a list")
         return tuple(_decode_entry(e) for e in value)
+    if kind == "blobs":
+        if not isinstance(value, list) or not all(isinstance(b, bytes) for b in value):
+            raise ProtocolError(f"field {key!r} must be a list of byte strings")
+        return tuple(value)
+    if kind == "positions":
+        if not isinstance(value, list):
+            raise ProtocolError(f"field {key!r} must be a list")
+        return tuple(_decode_position(p) for p in value)
     if kind == "config":
         try:
             return Configuration.from_wire(value)

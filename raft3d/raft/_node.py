@@ -9,6 +9,13 @@ writer, one fsync per batch), sends through L{IPeerTransport}, applies
 committed entries to the L{IStateMachine}, takes snapshots and streams them
 to lagging followers.  Everything that depends on time or chance is injected,
 so the simulation in C{tests/raft} drives many nodes on one L{Clock}.
+
+A follower does not refuse proposals: it relays them to the leader in a
+L{Propose} message on the peer connection, and the leader answers with the
+log positions it appended them at before it replicates them.  The follower
+then waits for those positions exactly as the leader waits for its own, so a
+client may write through any node at the cost of one extra message, not of
+a second HTTP request.
 """
 
 from __future__ import annotations
@@ -37,14 +44,24 @@ from ._interfaces import (
     IRaftNode,
     IRaftStorage,
     IStateMachine,
+    LeadershipTransferInProgress,
     NodeStatus,
     NoLeader,
+    NotLeader,
     PersistBatch,
     ProposalDropped,
     RaftError,
     StorageFull,
 )
-from ._messages import InstallSnapshot, InstallSnapshotResponse, Message
+from ._messages import (
+    AppendEntries,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+    Message,
+    Propose,
+    ProposeResponse,
+    TimeoutNow,
+)
 from ._sessions import SessionTable
 from ._types import Configuration, Entry, EntryType, Member, NodeIdentity, SnapshotMeta
 
@@ -75,6 +92,12 @@ class NodeSettings:
         slightly lagging followers catch up without a snapshot.
     @ivar snapshot_retry_delay: after a failed snapshot write (disk full),
         wait this long before serializing the state machine again.
+    @ivar forward_proposals: a follower relays proposals to the leader
+        (L{Propose}) instead of refusing them with L{NotLeader}.
+    @ivar forward_timeout: how long a follower waits for the leader to say
+        where it appended relayed proposals before reporting their outcome
+        as unknown (L{CommitTimeout}).
+    @ivar forward_batch: most proposals relayed in one message.
     """
 
     tick_interval: float = 0.05
@@ -93,6 +116,9 @@ class NodeSettings:
     proposal_timeout: float = 10.0
     read_timeout: float = 5.0
     session_ttl: float = 24 * 3600.0
+    forward_proposals: bool = True
+    forward_timeout: float = 3.0
+    forward_batch: int = 256
 
     def core_settings(self) -> CoreSettings:
         return CoreSettings(
@@ -118,6 +144,90 @@ class _Pending:
         self.deadline = deadline
 
 
+def _is_envelope(payload: bytes) -> bool:
+    """
+    Whether a relayed payload is a well-formed C{[command, client, seq]}:
+    a leader must never append an entry its replicas could not apply.
+    """
+    if payload[:1] != b"\x83":
+        return False
+    try:
+        decoded = cbor2.loads(payload)
+        canonical = cbor2.dumps(decoded) == payload
+    except Exception:
+        return False
+    return (
+        canonical
+        and isinstance(decoded, list)
+        and len(decoded) == 3
+        and (decoded[1] is None or isinstance(decoded[1], str))
+        and type(decoded[2]) is int
+    )
+
+
+def _stamp(payload: bytes, now: float) -> bytes:
+    """
+    Add the leader's timestamp to a relayed C{[command, client, seq]}
+    (a 3-array, header byte C{0x83}, checked by L{_is_envelope}) without
+    decoding it again: the 4-array header is C{0x84}.
+    """
+    return b"\x84" + payload[1:] + cbor2.dumps(now)
+
+
+def _relay_error(error: RaftError) -> str:
+    if isinstance(error, LeadershipTransferInProgress):
+        return "transfer"
+    if isinstance(error, NotLeader):
+        return "not_leader"
+    return "refused"
+
+
+class _RelayedBatch:
+    """
+    Proposals a follower relayed to C{leader}, waiting for its answer.
+    """
+
+    __slots__ = ("leader", "deferreds", "deadline")
+
+    def __init__(self, leader: str, deferreds: list[Deferred[Any]], deadline: float) -> None:
+        self.leader = leader
+        self.deferreds = deferreds
+        self.deadline = deadline
+
+    def unknown(self, reason: str) -> None:
+        """
+        Give up waiting: the leader may have appended the proposals.
+        """
+        for d in self.deferreds:
+            d.errback(CommitTimeout(f"{reason}; the request may still take effect"))
+
+
+_RELAY_ERRORS: dict[str, str] = {
+    "not_leader": "the node it was relayed to is not the leader",
+    "transfer": "the leader is handing over leadership",
+    "disk_full": "the leader cannot write its log (disk full?)",
+    "refused": "the leader refused the relayed proposal",
+}
+
+_MAX_PERSIST_BACKOFF = 1.0
+"""
+Longest wait, in seconds, between two attempts to write a log whose writes
+fail (a full disk).
+"""
+
+_RECENT_RELAYS = 256
+"""
+How many batch ids of each follower a leader remembers, to ignore a
+duplicated L{Propose}.
+"""
+
+_RECENT_RESULTS = 4096
+"""
+How many applied results a follower keeps while it has relayed proposals
+outstanding, for an answer that arrives after its entries were applied.
+"""
+
+
 class _OutgoingSnapshot:
     """
     A snapshot being streamed to one follower with a window of chunks in
@@ -135,6 +245,23 @@ class _OutgoingSnapshot:
         self.resent_at = now
 
 
+class _StagedSnapshot:
+    """
+    A complete, verified snapshot from C{leader} that must reach the disk
+    before it replaces anything in memory.
+    """
+
+    __slots__ = ("leader", "meta", "data", "writing", "retry_at", "failures")
+
+    def __init__(self, leader: str, meta: SnapshotMeta, data: bytes) -> None:
+        self.leader = leader
+        self.meta = meta
+        self.data = data
+        self.writing = False
+        self.retry_at = 0.0
+        self.failures = 0
+
+
 class _IncomingSnapshot:
     def __init__(self, key: tuple[Any, ...]) -> None:
         self.key = key
@@ -147,8 +274,8 @@ class RaftNode:
     One Raft server.
 
     A node whose log writes fail (a full disk) stays up and keeps serving
-    reads, retries the write on every tick, and recovers by itself when a
-    write succeeds again (L{disk_failing}).  Meanwhile it accepts no new
+    reads, retries the write with a backoff of up to a second, and recovers
+    by itself when a write succeeds again (L{disk_failing}).  Meanwhile it accepts no new
     proposals as leader and hands leadership to another voter, since a
     leader that cannot write its log cannot be trusted to commit; see
     L{_persist_failed}.
@@ -187,6 +314,13 @@ class RaftNode:
         self._snapshot_retry_at = 0.0
 
         self._queue: list[tuple[list[Any], Deferred[Any]]] = []
+        # Batch ids start at random so that a restarted follower's ids do
+        # not look like duplicates of its previous life's to the leader.
+        self._relay_ids = self._rng.getrandbits(48)
+        self._relays_seen: dict[str, deque[int]] = {}
+        self._relayed: dict[int, _RelayedBatch] = {}
+        self._relayed_in: list[Propose] = []
+        self._recent_results: dict[int, tuple[int, Any]] = {}
         self._pending: dict[int, _Pending] = {}
         self._deadlines: deque[tuple[float, int]] = deque()
         self._read_ids = 0
@@ -199,11 +333,15 @@ class RaftNode:
         self._outgoing: dict[str, _OutgoingSnapshot] = {}
         self._incoming: _IncomingSnapshot | None = None
         self._incoming_data: bytes | None = None
+        self._staged: _StagedSnapshot | None = None
 
         self._ticker: LoopingCall | None = None
         self._process_call: IDelayedCall | None = None
         self._notify_call: IDelayedCall | None = None
         self._disk_failing = False
+        self._persist_backoff = 0.0
+        self._persist_retry_at = 0.0
+        self._persist_skipped = False
         self._halted = False
         self._fatal: str | None = None
         self.on_fatal: Callable[[str], None] = lambda reason: None
@@ -435,14 +573,31 @@ class RaftNode:
     def _tick(self) -> None:
         if self._halted:
             return
+        if self._persist_skipped:
+            self._persist_skipped = False
+            self.core.on_persist_failed()
         self.core.tick()
         self._expire()
+        self._retry_staged_snapshot()
         self._check_snapshot_sends()
         self._hand_over_if_disk_failing()
         self._schedule()
 
     def _receive(self, message: Message) -> None:
         if self._halted or self._core is None:
+            return
+        if isinstance(message, Propose):
+            self._relayed_in.append(message)
+            self._schedule()
+            return
+        if isinstance(message, ProposeResponse):
+            self._on_propose_response(message)
+            return
+        if self._staged is not None and isinstance(
+            message, AppendEntries | InstallSnapshot | TimeoutNow
+        ):
+            # The log is about to be replaced by the staged snapshot: nothing
+            # may change it meanwhile.  The leader sends again.
             return
         self._core.step(message)
         if isinstance(message, InstallSnapshotResponse):
@@ -461,9 +616,17 @@ class RaftNode:
             self._handle(ready)
 
     def _flush_proposals(self) -> None:
-        if not self._queue:
-            return
+        """
+        Append the proposals of this reactor turn, ours and those followers
+        relayed to us, as one batch; or, as a follower, relay ours.
+        """
         queue, self._queue = self._queue, []
+        relayed, self._relayed_in = self._relayed_in, []
+        if queue and self.core.role is not Role.LEADER and self._relay(queue):
+            queue = []
+        accepted = [m for m in relayed if self._accept_relayed(m)]
+        if not queue and not accepted:
+            return
         if self._disk_failing and self.core.role is Role.LEADER:
             # Refused before it reaches the log, so it is certainly not
             # applied: the client may retry at once (another node will
@@ -479,17 +642,142 @@ class RaftNode:
         for envelope, _ in queue:
             envelope.append(now)
             payloads.append(cbor2.dumps(envelope))
+        for m in accepted:
+            payloads.extend(_stamp(p, now) for p in m.payloads)
         try:
             positions = self.core.propose(payloads)
         except RaftError as e:
             for _, d in queue:
                 d.errback(e)
+            for m in accepted:
+                self._answer_relay(m, (), _relay_error(e))
             return
-        for (index, term), (_, d) in zip(positions, queue, strict=True):
+        for (index, term), (_, d) in zip(positions, queue, strict=False):
             self._track(index, term, d)
+        # Answer before _process sends the entries: on the same ordered
+        # connection, the follower learns what to wait for first.
+        offset = len(queue)
+        for m in accepted:
+            end = offset + len(m.payloads)
+            self._answer_relay(m, tuple(positions[offset:end]))
+            offset = end
+
+    # -- relaying proposals between follower and leader -------------------------------
+
+    def _relay(self, queue: list[tuple[list[Any], Deferred[Any]]]) -> bool:
+        """
+        As a follower, send C{queue} to the leader in L{Propose} messages;
+        C{False} when there is no leader to relay to (the proposals then
+        fail as before, with L{NotLeader}).
+        """
+        core = self.core
+        leader = core.leader_id
+        if not self.settings.forward_proposals or leader is None or leader == self.node_id:
+            return False
+        deadline = self._clock.seconds() + self.settings.forward_timeout
+        size = max(1, self.settings.forward_batch)
+        for start in range(0, len(queue), size):
+            chunk = queue[start : start + size]
+            self._relay_ids += 1
+            bid = self._relay_ids
+            self._relayed[bid] = _RelayedBatch(leader, [d for _, d in chunk], deadline)
+            payloads = tuple(cbor2.dumps(envelope) for envelope, _ in chunk)
+            self._transport.send(leader, Propose(core.term, self.node_id, bid, payloads))
+        return True
+
+    def _accept_relayed(self, m: Propose) -> bool:
+        """
+        Whether the leader takes the proposals a follower relayed (answering
+        the follower at once when not).
+        """
+        core = self.core
+        if core.configuration.get(m.sender) is None or not all(map(_is_envelope, m.payloads)):
+            self.log.warn(
+                "{node}: refused proposals relayed by {peer}", node=self.node_id, peer=m.sender
+            )
+            self._answer_relay(m, (), "refused")
+            return False
+        seen = self._relays_seen.setdefault(m.sender, deque(maxlen=_RECENT_RELAYS))
+        if m.batch_id in seen:
+            # A duplicated message (the network may repeat one): its first
+            # copy was appended and answered.
+            return False
+        seen.append(m.batch_id)
+        error = ""
+        if core.role is not Role.LEADER or m.term > core.term:
+            error = "not_leader"
+        elif self._disk_failing:
+            error = "disk_full"
+        if error:
+            self._answer_relay(m, (), error)
+        return not error
+
+    def _answer_relay(
+        self, m: Propose, positions: tuple[tuple[int, int], ...], error: str = ""
+    ) -> None:
+        self._transport.send(
+            m.sender, ProposeResponse(self.core.term, self.node_id, m.batch_id, positions, error)
+        )
+
+    def _on_propose_response(self, m: ProposeResponse) -> None:
+        batch = self._relayed.get(m.batch_id)
+        if batch is None or batch.leader != m.sender:
+            return
+        del self._relayed[m.batch_id]
+        if m.error or len(m.positions) != len(batch.deferreds):
+            error = self._relay_failure(m)
+            for d in batch.deferreds:
+                d.errback(error)
+            return
+        for (index, term), d in zip(m.positions, batch.deferreds, strict=True):
+            if index > self.applied_index:
+                self._track(index, term, d)
+                continue
+            recent = self._recent_results.get(index)
+            if recent is None:
+                d.errback(CommitTimeout(f"entry {index} was applied before the leader answered"))
+            elif recent[0] == term:
+                d.callback(recent[1])
+            else:
+                d.errback(ProposalDropped(f"entry {index} was overwritten"))
+
+    def _abandon_relays(self) -> None:
+        """
+        Stop waiting for answers from a node that is no longer the leader we
+        know: it crashed or was deposed, and its answer will likely never
+        come.  What it received may still commit, so the outcome is unknown.
+        """
+        leader = self.core.leader_id
+        for bid, batch in list(self._relayed.items()):
+            if batch.leader != leader:
+                del self._relayed[bid]
+                batch.unknown(f"leadership moved away from {batch.leader} before it answered")
+
+    def _relay_failure(self, m: ProposeResponse) -> RaftError:
+        reason = _RELAY_ERRORS.get(m.error, f"the leader answered {m.error[:40]!r}")
+        message = f"{m.sender}: {reason}; the request was not applied"
+        if m.error == "not_leader":
+            core = self.core
+            known = core.leader_id if core.leader_id != m.sender else None
+            return NotLeader(core.configuration.get(known) if known else None)
+        if m.error == "transfer":
+            return LeadershipTransferInProgress(message)
+        if m.error == "disk_full":
+            return LeaderDiskFull(message)
+        if m.error:
+            return ProposalDropped(message)
+        return CommitTimeout(f"{m.sender} answered for the wrong number of proposals")
 
     def _track(self, index: int, term: int, d: Deferred[Any]) -> None:
         deadline = self._clock.seconds() + self.settings.proposal_timeout
+        superseded = self._pending.get(index)
+        if superseded is not None:
+            # A proposal relayed in an older term, then this node led and
+            # appended its own at the same index: the older one may still
+            # commit through another leader, so its outcome is unknown.
+            superseded.deferred.errback(
+                CommitTimeout(f"entry {index} was superseded here; outcome unknown")
+            )
         self._pending[index] = _Pending(term, d, deadline)
         self._deadlines.append((deadline, index))
 
@@ -502,9 +790,16 @@ class RaftNode:
         if ready.install_snapshot is not None:
             self._install(ready.install_snapshot)
         if ready.hard_state is not None or ready.entries or ready.persisted_messages:
-            d = self._storage.save(PersistBatch(ready.hard_state, ready.entries))
-            d.addCallback(self._persisted, ready)
-            d.addErrback(self._persist_failed, ready)
+            if self._disk_failing and self._clock.seconds() < self._persist_retry_at:
+                # Not yet time to try the failing disk again: as if this
+                # write failed too, without the cost of attempting it.  The
+                # core learns it on the next tick (now, it would hand the
+                # same entries straight back).
+                self._persist_skipped = True
+            else:
+                d = self._storage.save(PersistBatch(ready.hard_state, ready.entries))
+                d.addCallback(self._persisted, ready)
+                d.addErrback(self._persist_failed, ready)
         if ready.committed:
             self._apply(ready.committed)
         for rs in ready.read_states:
@@ -519,6 +814,7 @@ class RaftNode:
             self._on_event(event)
         if ready.events:
             self._check_transfers()
+            self._abandon_relays()
         if self.core.role is not Role.LEADER and self._outgoing:
             self._outgoing.clear()
         self._maybe_snapshot()
@@ -528,6 +824,7 @@ class RaftNode:
             return
         if self._disk_failing:
             self._disk_failing = False
+            self._persist_backoff = 0.0
             self.log.info("{node}: log writes succeed again", node=self.node_id)
         send = self._transport.send
         for to, message in ready.persisted_messages:
@@ -566,6 +863,12 @@ class RaftNode:
                 error=failure.getErrorMessage(),
             )
         self.core.on_persist_failed()
+        # Each attempt rewrites everything not yet durable: back off up to
+        # a second rather than rewriting it on every turn.
+        self._persist_backoff = min(
+            _MAX_PERSIST_BACKOFF, max(self.settings.tick_interval, 2 * self._persist_backoff)
+        )
+        self._persist_retry_at = self._clock.seconds() + self._persist_backoff
         if self.core.role is Role.LEADER:
             if not self._majority_without_me():
                 self._fail_pending(
@@ -614,10 +917,13 @@ class RaftNode:
 
     def _storage_failed(self, failure: Failure) -> None:
         """
-        A write whose failure leaves memory and disk disagreeing (identity,
-        snapshot install): halt, so that a restart reloads from disk.
+        A write whose failure leaves memory and disk disagreeing (the node's
+        identity): halt, so that a restart reloads from disk.
         """
-        self._fatal = failure.getErrorMessage()
+        self._halt_fatal(failure.getErrorMessage())
+
+    def _halt_fatal(self, reason: str) -> None:
+        self._fatal = reason
         self.log.critical(
             "{node}: storage failure, halting: {error}", node=self.node_id, error=self._fatal
         )
@@ -696,6 +1002,8 @@ class RaftNode:
                 command, client, seq, timestamp = cbor2.loads(entry.data)
                 result = self._apply_command(index, command, client, seq, timestamp)
                 self._notifications.append((index, command, result))
+                if self._relayed:
+                    self._remember_result(index, entry.term, result)
             self.applied_index = index
             if waiter is not None:
                 waiter.deferred.callback(result)
@@ -722,6 +1030,13 @@ class RaftNode:
             self._sessions.record(client, seq, result)
         return result
 
+    def _remember_result(self, index: int, term: int, result: Any) -> None:
+        recent = self._recent_results
+        recent[index] = (term, result)
+        if len(recent) > 2 * _RECENT_RESULTS:
+            for old in [i for i in recent if i <= index - _RECENT_RESULTS]:
+                del recent[old]
+
     def _notify(self) -> None:
         self._notify_call = None
         notifications, self._notifications = self._notifications, []
@@ -740,6 +1055,12 @@ class RaftNode:
             if waiter is not None and waiter.deadline == deadline:
                 del self._pending[index]
                 waiter.deferred.errback(CommitTimeout(f"entry {index} not applied in time"))
+        for bid, batch in list(self._relayed.items()):
+            if batch.deadline <= now:
+                del self._relayed[bid]
+                batch.unknown(f"{batch.leader} did not say in time where it appended it")
+        if not self._relayed:
+            self._recent_results.clear()
         for rid, (read, deadline) in list(self._reads.items()):
             if deadline <= now:
                 del self._reads[rid]
@@ -859,7 +1180,59 @@ class RaftNode:
             node=self.node_id,
             index=meta.index,
         )
-        self._storage.install_snapshot(meta, data).addErrback(self._storage_failed)
+
+    def _store_staged_snapshot(self) -> None:
+        """
+        Write the staged snapshot (and drop the log it replaces) before
+        touching memory: if the disk is full the write fails, nothing has
+        changed, and the node stays up, serving what it has, and tries again
+        every C{snapshot_retry_delay} until the disk has room.
+        """
+        staged = self._staged
+        assert staged is not None
+        staged.writing = True
+        d = self._storage.install_snapshot(staged.meta, staged.data)
+        d.addCallbacks(
+            self._staged_snapshot_stored,
+            self._staged_snapshot_failed,
+            callbackArgs=(staged,),
+            errbackArgs=(staged,),
+        )
+
+    def _staged_snapshot_stored(self, _: object, staged: _StagedSnapshot) -> None:
+        if self._halted or self._staged is not staged:
+            return
+        self._staged = None
+        core = self.core
+        core.campaign_blocked = False
+        if staged.failures:
+            self.log.info("{node}: snapshot stored after all", node=self.node_id)
+        if not core.install_snapshot(staged.leader, staged.meta):
+            # Nothing could change the log while it was being written.
+            self._halt_fatal("the log moved while a snapshot that replaces it was stored")
+            return
+        self._incoming_data = staged.data
+        self._schedule()
+
+    def _staged_snapshot_failed(self, failure: Failure, staged: _StagedSnapshot) -> None:
+        if self._halted or self._staged is not staged:
+            return
+        staged.writing = False
+        staged.failures += 1
+        staged.retry_at = self._clock.seconds() + self.settings.snapshot_retry_delay
+        if staged.failures == 1:
+            self.log.error(
+                "{node}: cannot store the snapshot at index {index} from the leader,"
+                " retrying until it can: {error}",
+                node=self.node_id,
+                index=staged.meta.index,
+                error=failure.getErrorMessage(),
+            )
+
+    def _retry_staged_snapshot(self) -> None:
+        staged = self._staged
+        if staged is not None and not staged.writing and self._clock.seconds() >= staged.retry_at:
+            self._store_staged_snapshot()
 
     def _start_snapshot_send(self, peer: str) -> None:
         if peer in self._outgoing:
@@ -970,7 +1343,11 @@ class RaftNode:
                 core.ack_snapshot_chunk(m.sender, m.last_index, 0, False)
                 return
             meta = SnapshotMeta(m.last_index, m.last_term, m.configuration)
-            if core.install_snapshot(m.sender, meta):
-                self._incoming_data = bytes(buffer)
+            if core.wants_snapshot(meta):
+                self._staged = _StagedSnapshot(m.sender, meta, bytes(buffer))
+                core.campaign_blocked = True
+                self._store_staged_snapshot()
+            else:
+                core.install_snapshot(m.sender, meta)
             return
         core.ack_snapshot_chunk(m.sender, m.last_index, len(buffer), True)

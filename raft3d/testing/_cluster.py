@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ..raft import (
+    CommitTimeout,
     Configuration,
     IStateMachine,
     Member,
@@ -112,6 +113,7 @@ class SimNode:
     member: Member
     node: RaftNode | None = None
     machine: RecordingStateMachine | None = None
+    requests: set[Deferred[Any]] = attrs.field(factory=set)
 
 
 def sim_settings(**overrides: Any) -> NodeSettings:
@@ -194,6 +196,27 @@ class SimCluster:
         sim.node, sim.machine = node, machine
         return node
 
+    def request(self, node_id: str, answer: Deferred[Any]) -> Deferred[Any]:
+        """
+        What a client connected to C{node_id} gets for a request the node
+        will answer with C{answer}: that answer, or an unknown outcome if
+        the node crashes first.
+        """
+        requests = self.nodes[node_id].requests
+        outcome: Deferred[Any] = Deferred()
+        requests.add(outcome)
+
+        def settle(result: Any) -> None:
+            requests.discard(outcome)
+            if not outcome.called:
+                if isinstance(result, Failure):
+                    outcome.errback(result)
+                else:
+                    outcome.callback(result)
+
+        answer.addBoth(settle)
+        return outcome
+
     def _on_event(self, node: RaftNode, event: tuple[str, ...]) -> None:
         if event[0] != "leader" or event[1] != node.node_id:
             return
@@ -233,6 +256,11 @@ class SimCluster:
             return
         sim.node.halt()
         self.network.detach(node_id)
+        requests, sim.requests = sim.requests, set()
+        for request in requests:
+            # The client's connection to the dead server is reset: it
+            # cannot tell whether its request took effect.
+            request.errback(CommitTimeout(f"{node_id} crashed; outcome unknown"))
         sim.storage = sim.storage.crash()
         sim.node = sim.machine = None
 
@@ -420,7 +448,7 @@ class SimClient:
                     retry(left, None, NoLeader("no node up"))
                     return
                 node = cluster.rng.choice(live)
-            d = node.propose(command, session)
+            d = cluster.request(node.node_id, node.propose(command, session))
 
             def ok(value: Any) -> None:
                 cluster.invariants.acked.append(command)

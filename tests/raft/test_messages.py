@@ -31,6 +31,8 @@ from raft3d.raft import (
     InstallSnapshotResponse,
     Member,
     Message,
+    Propose,
+    ProposeResponse,
     ProtocolError,
     ReadIndexRequest,
     ReadIndexResponse,
@@ -76,6 +78,9 @@ EXAMPLES: tuple[Message, ...] = (
     TimeoutNow(7, "a"),
     ReadIndexRequest(7, "b", 3),
     ReadIndexResponse(7, "a", 3, 42, True),
+    Propose(7, "b", 5, (cbor2.dumps([{"op": "x"}, None, 0]), b"")),
+    ProposeResponse(7, "a", 5, ((14, 7), (15, 7)), ""),
+    ProposeResponse(7, "a", 6, (), "not_leader"),
 )
 
 
@@ -189,6 +194,8 @@ class MalformedTests(SynchronousTestCase):
             "bytes": ["data", 1, None, [1]],
             "entries": [None, "x", {"a": 1}, [[1, 1, 0]], [None]],
             "config": [None, "x", [["a", "b", "c"]], [["a", "b", "c", 1]], [[1, "b", "c", True]]],
+            "blobs": [None, b"x", "x", ["x"], [b"a", 1], {"a": b""}],
+            "positions": [None, "x", [[1]], [[0, 1]], [[1, 0]], [[1, 2, 3]], [[True, 1]], [5]],
         }
         checked = set()
         for message in EXAMPLES:
@@ -266,6 +273,14 @@ _KIND_STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
     "bytes": st.binary(max_size=64),
     "entries": st.lists(_entries, max_size=5).map(tuple),
     "config": _configs,
+    "blobs": st.lists(st.binary(max_size=16), max_size=4).map(tuple),
+    "positions": st.lists(
+        st.tuples(
+            st.integers(min_value=1, max_value=2**64 - 1),
+            st.integers(min_value=1, max_value=2**64 - 1),
+        ),
+        max_size=4,
+    ).map(tuple),
 }
 
 

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from typing import Any
 
+import cbor2
 from twisted.internet.defer import fail
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -24,6 +25,8 @@ from raft3d.raft import (
     Member,
     NotLeader,
     PersistBatch,
+    Propose,
+    ProposeResponse,
     RaftError,
     StorageFull,
 )
@@ -131,18 +134,31 @@ class SingleNodeTests(SynchronousTestCase):
         proposal whose write failed is answered at once with
         L{CommitTimeout} (outcome unknown; a single voter cannot commit
         without its own write), not after the proposal timeout.  Once the
-        disk accepts writes again the entry commits by itself, exactly once:
-        a retry in the same session gets the first result.
+        disk accepts writes again the entry commits by itself (within the
+        retry backoff, at most a second), exactly once: a retry in the same
+        session gets the first result.  Meanwhile the node does not rewrite
+        its log on every tick: attempts back off to one a second.
         """
         self.storage.fail_next_writes(10_000)
+        saves: list[float] = []
+        original_save = self.storage.save
+
+        def save(batch: PersistBatch) -> Any:
+            saves.append(self.clock.seconds())
+            return original_save(batch)
+
+        self.storage.save = save  # type: ignore[method-assign]
         d = self.node.propose("after-full-disk", ("c", 1))
         _run(self.clock, 0.05)
         self.failureResultOf(d, CommitTimeout)
-        _run(self.clock, 1.0)
+        _run(self.clock, 5.0)
         self.assertEqual(self.machine.items, [])
         self.assertTrue(self.node.disk_failing)
+        late = [t for t in saves if t > saves[0] + 2.0]
+        self.assertLessEqual(len(late), 4)
+        self.assertGreaterEqual(len(late), 2)
         self.storage.fail_next_writes(0)
-        _run(self.clock, 0.5)
+        _run(self.clock, 1.5)
         self.assertFalse(self.node.disk_failing)
         self.assertEqual([c for _, c in self.machine.items], ["after-full-disk"])
         again = self.node.propose("after-full-disk", ("c", 1))
@@ -283,10 +299,10 @@ class BatchingTests(SynchronousTestCase):
 
     def test_follower_refers_to_leader(self) -> None:
         """
-        A proposal on a follower fails with NotLeader naming the leader, so
-        the service can forward it.
+        With relaying turned off, a proposal on a follower fails with
+        NotLeader naming the leader, so the service can forward it.
         """
-        cluster = SimCluster(seed=9, size=3)
+        cluster = SimCluster(seed=9, size=3, settings=sim_settings(forward_proposals=False))
         leader = cluster.wait_for_leader()
         cluster.advance(0.5)
         follower = next(n for n in cluster.live() if n is not leader)
@@ -307,6 +323,238 @@ class BatchingTests(SynchronousTestCase):
         index = cluster.result_of(follower.read_index())
         self.assertGreaterEqual(follower.applied_index, index)
         self.assertGreaterEqual(index, leader.core.commit_index - 1)
+
+
+def _follower(cluster: SimCluster, leader: RaftNode) -> RaftNode:
+    return next(n for n in cluster.live() if n is not leader)
+
+
+class _Tap:
+    """
+    Record the messages of some types crossing a L{SimNetwork}, and hold
+    back those C{hold} accepts instead of sending them.
+    """
+
+    def __init__(self, network: SimNetwork, *types: type[Any]) -> None:
+        self.seen: list[Any] = []
+        self.held: list[tuple[str, str, Any]] = []
+        self.hold: Any = lambda message: False
+        self._send = network.send
+        self._types = types
+        network.send = self._intercept  # type: ignore[method-assign]
+
+    def _intercept(self, source: str, destination: str, message: Any) -> None:
+        if isinstance(message, self._types):
+            self.seen.append(message)
+            if self.hold(message):
+                self.held.append((source, destination, message))
+                return
+        self._send(source, destination, message)
+
+    def release(self) -> None:
+        held, self.held = self.held, []
+        for source, destination, message in held:
+            self._send(source, destination, message)
+
+
+class RelayTests(SynchronousTestCase):
+    """
+    A follower relays proposals to the leader over the peer connection
+    (L{Propose}) and waits for the positions the leader answers with, so
+    clients may write through any node.
+    """
+
+    def test_follower_proposal_applied(self) -> None:
+        """
+        Proposals made on a follower in one turn travel in one L{Propose},
+        are appended once by the leader and fire on the follower with the
+        state machine's results, in order.
+        """
+        cluster = SimCluster(seed=21, size=3)
+        leader = cluster.wait_for_leader()
+        cluster.advance(0.5)
+        follower = _follower(cluster, leader)
+        tap = _Tap(cluster.network, Propose, ProposeResponse)
+        ds = [follower.propose(f"c{i}") for i in range(5)]
+        results = [cluster.result_of(d) for d in ds]
+        self.assertEqual(results, sorted(results))
+        self.assertEqual([type(m) for m in tap.seen], [Propose, ProposeResponse])
+        machine = cluster.nodes[leader.node_id].machine
+        assert machine is not None
+        applied = [c for _, c in machine.items]
+        self.assertEqual([c for c in applied if str(c).startswith("c")], [f"c{i}" for i in range(5)])
+        cluster.invariants.check()
+
+    def test_session_applies_once(self) -> None:
+        """
+        A relayed proposal retried in the same session (after an unknown
+        outcome) is applied once and the retry gets the first result.
+        """
+        cluster = SimCluster(seed=22, size=3)
+        leader = cluster.wait_for_leader()
+        cluster.advance(0.5)
+        follower = _follower(cluster, leader)
+        first = cluster.result_of(follower.propose("once", ("client", 1)))
+        again = cluster.result_of(follower.propose("once", ("client", 1)))
+        self.assertEqual(first, again)
+        machine = cluster.nodes[leader.node_id].machine
+        assert machine is not None
+        self.assertEqual([c for _, c in machine.items].count("once"), 1)
+
+    def test_answer_lost_is_unknown_outcome(self) -> None:
+        """
+        When the leader's answer never arrives the follower reports
+        L{CommitTimeout} (outcome unknown) after C{forward_timeout}; the
+        command was in fact applied, which is why the outcome is unknown
+        and not a refusal.
+        """
+        cluster = SimCluster(seed=23, size=3)
+        leader = cluster.wait_for_leader()
+        cluster.advance(0.5)
+        follower = _follower(cluster, leader)
+        tap = _Tap(cluster.network, ProposeResponse)
+        tap.hold = lambda message: True
+        d = follower.propose("lost-answer")
+        cluster.advance(cluster.settings.forward_timeout - 0.5)
+        self.assertNoResult(d)
+        cluster.advance(1.0)
+        self.failureResultOf(d, CommitTimeout)
+        machine = cluster.nodes[leader.node_id].machine
+        assert machine is not None
+        self.assertIn("lost-answer", [c for _, c in machine.items])
+
+    def test_leader_change_gives_up_at_once(self) -> None:
+        """
+        A follower whose leader crashes before answering does not wait for
+        C{forward_timeout} once it stops following that leader (its election
+        timer fires): the relayed proposal's outcome is unknown
+        (L{CommitTimeout}) as soon as leadership moves.
+        """
+        cluster = SimCluster(seed=29, size=3, settings=sim_settings(forward_timeout=60.0))
+        leader = cluster.wait_for_leader()
+        cluster.advance(0.5)
+        follower = _follower(cluster, leader)
+        cluster.crash(leader.node_id)
+        d = follower.propose("orphan")
+        self.assertRaises(CommitTimeout, cluster.result_of, d, 5.0)
+        self.assertNotEqual(follower.core.leader_id, leader.node_id)
+
+    def test_answer_after_apply(self) -> None:
+        """
+        An answer that arrives after the follower applied the entries (a
+        reordering network) still gives the right result.
+        """
+        cluster = SimCluster(seed=24, size=3)
+        leader = cluster.wait_for_leader()
+        cluster.advance(0.5)
+        follower = _follower(cluster, leader)
+        tap = _Tap(cluster.network, ProposeResponse)
+        tap.hold = lambda message: True
+        d = follower.propose("late")
+        self.assertTrue(
+            cluster.run_until(
+                lambda: bool(tap.held)
+                and follower.applied_index >= tap.held[0][2].positions[0][0],
+                1.0,
+            )
+        )
+        self.assertNoResult(d)
+        tap.hold = lambda message: False
+        tap.release()
+        machine = cluster.nodes[follower.node_id].machine
+        assert machine is not None
+        # The recording machine answers with how many commands it holds.
+        expected = [c for _, c in machine.items].index("late") + 1
+        self.assertEqual(cluster.result_of(d), expected)
+
+    def test_leader_refuses_when_not_leader(self) -> None:
+        """
+        A follower with a wrong idea of the leader relays to a node that
+        does not lead: it answers C{not_leader} and appends nothing, and
+        the follower fails the proposal with L{NotLeader}.
+        """
+        cluster = SimCluster(seed=25, size=3)
+        leader = cluster.wait_for_leader()
+        cluster.advance(0.5)
+        follower = _follower(cluster, leader)
+        other = next(n for n in cluster.live() if n not in (leader, follower))
+        tap = _Tap(cluster.network, ProposeResponse)
+        last = other.core.log.last_index
+        follower.core.leader_id = other.node_id
+        d = follower.propose("misdirected")
+        self.assertRaises(NotLeader, cluster.result_of, d, 1.0)
+        self.assertEqual([(m.sender, m.error) for m in tap.seen], [(other.node_id, "not_leader")])
+        self.assertEqual(other.core.log.last_index, last)
+
+    def test_malformed_and_stranger_refused(self) -> None:
+        """
+        The leader appends nothing for a payload its replicas could not
+        apply (not a canonical C{[command, client, seq]}) or for a sender
+        that is not a member, answers C{refused}, and ignores a duplicated
+        message.
+        """
+        cluster = SimCluster(seed=26, size=3)
+        leader = cluster.wait_for_leader()
+        cluster.advance(0.5)
+        follower = _follower(cluster, leader)
+        tap = _Tap(cluster.network, ProposeResponse)
+        last = leader.core.log.last_index
+        good = cbor2.dumps(["ok", None, 0])
+        bad_payloads = (
+            b"",
+            b"\xff",
+            cbor2.dumps(["x", None]),
+            cbor2.dumps(["x", 3, 0]),
+            cbor2.dumps(["x", None, "0"]),
+            good + b"trailing",
+            b"\x9f" + good[1:] + b"\xff",
+        )
+        for i, payload in enumerate(bad_payloads):
+            leader._receive(Propose(leader.core.term, follower.node_id, 100 + i, (good, payload)))
+        leader._receive(Propose(leader.core.term, "stranger", 200, (good,)))
+        cluster.clock.advance(0)
+        self.assertEqual(leader.core.log.last_index, last)
+        self.assertEqual({m.error for m in tap.seen}, {"refused"})
+        self.assertEqual(len(tap.seen), len(bad_payloads) + 1)
+        tap.seen.clear()
+        message = Propose(leader.core.term, follower.node_id, 300, (good,))
+        leader._receive(message)
+        leader._receive(message)
+        cluster.clock.advance(0)
+        self.assertEqual(leader.core.log.last_index, last + 1)
+        self.assertEqual([m.positions for m in tap.seen], [((last + 1, leader.core.term),)])
+
+    def test_leader_disk_full(self) -> None:
+        """
+        A leader that cannot write its log refuses relayed proposals with
+        C{disk_full}: the follower fails them at once with L{LeaderDiskFull}
+        (certainly not applied).
+        """
+        cluster = SimCluster(seed=27, size=3)
+        leader = cluster.wait_for_leader()
+        cluster.advance(0.5)
+        follower = _follower(cluster, leader)
+        cluster.nodes[leader.node_id].storage.fail_next_writes(10**6)
+        leader.propose("trigger").addErrback(lambda f: None)
+        cluster.advance(0.05)
+        self.assertTrue(leader.disk_failing)
+        d = follower.propose("refused")
+        self.assertRaises(LeaderDiskFull, cluster.result_of, d, 1.0)
+
+    def test_no_leader_known(self) -> None:
+        """
+        A node that knows no leader cannot relay and fails at once with
+        L{NotLeader} without a leader.
+        """
+        cluster = SimCluster(seed=28, size=3)
+        leader = cluster.wait_for_leader()
+        cluster.advance(0.5)
+        follower = _follower(cluster, leader)
+        follower.core.leader_id = None
+        d = follower.propose("nowhere")
+        cluster.clock.advance(0)
+        failure = self.failureResultOf(d, NotLeader)
+        self.assertIsNone(failure.value.leader)
 
 
 class DiskRestartTests(SynchronousTestCase):
@@ -475,6 +723,46 @@ class DiskFullTests(SynchronousTestCase):
         self.assertFalse(follower.disk_failing)
         self.assertEqual(leader.core.term, term)
         self.assertGreaterEqual(cluster.result_of(follower.read_index()), 22)
+
+    def test_follower_cannot_store_snapshot(self) -> None:
+        """
+        A follower that needs a snapshot but cannot write it (disk full)
+        stays up: nothing in memory changes, it keeps its applied state for
+        stale reads, never halts, and retries the write until the disk takes
+        it; then it installs the snapshot and catches up.
+        """
+        cluster = SimCluster(seed=33, size=3)
+        leader = cluster.wait_for_leader()
+        cluster.advance(0.5)
+        follower = _follower(cluster, leader)
+        fatal: list[str] = []
+        follower.on_fatal = fatal.append
+        cluster.network.partition({follower.node_id}, set(cluster.nodes) - {follower.node_id})
+        for i in range(120):
+            cluster.result_of(leader.propose(f"w{i}"))
+        self.assertGreater(leader.core.snapshot.index, follower.applied_index)
+        before = follower.applied_index
+        storage = cluster.nodes[follower.node_id].storage
+        storage.fail_next_writes(10**6)
+        cluster.network.heal()
+        cluster.advance(5.0)
+        self.assertEqual(fatal, [])
+        self.assertFalse(follower._halted)
+        self.assertEqual(follower.applied_index, before)
+        self.assertEqual(follower.core.snapshot.index, 0)
+        staged = follower._staged
+        assert staged is not None
+        self.assertGreaterEqual(staged.failures, 2)
+        storage.fail_next_writes(0)
+        self.assertTrue(
+            cluster.run_until(
+                lambda: follower.applied_index == leader.core.commit_index, 10.0
+            )
+        )
+        self.assertGreater(follower.core.snapshot.index, before)
+        self.assertEqual(fatal, [])
+        cluster.check_log_matching()
+        cluster.invariants.check()
 
     def test_failed_snapshot_backs_off(self) -> None:
         """
