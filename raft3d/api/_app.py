@@ -10,21 +10,26 @@ is forwarded to the leader and its answer relayed.  A read waits for the
 engine's read index, so that it is linearizable on every node, then reads the
 local L{FarmState}; C{?consistency=stale} skips the wait.
 
-Every failure is raised and mapped in one place, the error handlers at the end
-of the class, to a JSON body C{{"error": {"code", "message"}}}; see
+Every failure is raised and mapped in one place, L{FarmAPI._error_answer} at
+the end of the class, to a JSON body C{{"error": {"code", "message"}}}; see
 C{docs/farm.md} for the table.
+
+Handlers return their body, or a Deferred of it when they must wait for the
+engine, rather than being coroutines: driving a coroutine costs more than the
+few callbacks they need.  The hot routes skip Klein's routing (see
+L{raft3d.api._dispatch}) but reach the same handlers and the same error
+mapping.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Callable, ClassVar, Final, TypeVar, cast
+from typing import Any, Callable, ClassVar, Final, cast
 from urllib.parse import parse_qsl, quote
 
 from klein import Klein
-from klein.resource import KleinResource
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -53,6 +58,7 @@ from ..farm import (
     unwrap,
 )
 from ..raft import IRaftNode, Member, NotLeader, RaftError, StorageFull
+from ._dispatch import Answer, Deadlines, FastKleinResource
 from ._errors import (
     APIError,
     bad_request,
@@ -65,8 +71,6 @@ from ._forward import FORWARDED_HEADER, HTTPClient, forward
 from ._json import parse_json_object, to_json_bytes
 from ._paging import decode_cursor, encode_cursor, next_link, parse_limit
 from ._request import MAX_BODY_BYTES, HTTPRequest, read_body
-
-_T = TypeVar("_T")
 
 API_PREFIX: Final = "/api/v1"
 MAX_IDEMPOTENCY_KEY_LENGTH: Final = 200
@@ -92,40 +96,6 @@ def iso_now(clock: IReactorTime) -> str:
         .isoformat(timespec="milliseconds")
         .replace("+00:00", "Z")
     )
-
-
-def _deadline(d: Deferred[_T], seconds: float, clock: IReactorTime) -> Deferred[_T]:
-    """
-    Follow C{d} for at most C{seconds}, then errback with a 503 C{timeout}.
-
-    C{d} belongs to the engine and is not cancelled: the command may still be
-    applied, and its result is then simply dropped.
-    """
-    out: Deferred[_T] = Deferred()
-
-    def expire() -> None:
-        if not out.called:
-            out.errback(
-                unavailable(
-                    "timeout",
-                    f"no answer within {seconds:g} s; the request may still take effect:"
-                    " retry with the same Idempotency-Key",
-                )
-            )
-
-    call = clock.callLater(seconds, expire)
-
-    def settle(result: object) -> None:
-        if call.active():
-            call.cancel()
-        if not out.called:
-            if isinstance(result, Failure):
-                out.errback(result)
-            else:
-                out.callback(result)  # type: ignore[arg-type]
-
-    d.addBoth(settle)
-    return out
 
 
 def _query(request: HTTPRequest, allowed: frozenset[str]) -> dict[str, str]:
@@ -203,20 +173,28 @@ def _error(
     return _json(request, status, {"error": {"code": code, "message": message}})
 
 
-class _JSONKleinResource(KleinResource):
+class _JSONKleinResource(FastKleinResource):
     """
-    Klein's resource, except that a path that is not UTF-8 gets a JSON 400
-    (Klein answers it with plain text before any error handler runs).
+    Klein's resource with the fast path, except that a path that is not
+    UTF-8 gets a JSON 400 (Klein answers it with plain text before any error
+    handler runs).  The fast path never takes such a request.
     """
 
-    def render(self, request: IRequest) -> Any:
+    def render_slow(self, request: IRequest) -> Any:
         typed = cast(HTTPRequest, request)
         try:
             b"/".join(typed.postpath).decode("utf-8")
             typed.getRequestHostname().decode("utf-8")
         except UnicodeDecodeError:
             return _error(typed, 400, "invalid_request", "the URL is not valid UTF-8")
-        return super().render(request)
+        try:
+            return super().render_slow(request)
+        except HTTPException as e:
+            # werkzeug refuses to bind some Host names (C{a..b} cannot be
+            # IDNA-encoded) before Klein routes or handles anything.
+            return _error(
+                typed, e.code or 400, "invalid_request", "the Host header is not a valid name"
+            )
 
 
 class FarmAPI:
@@ -266,21 +244,32 @@ class FarmAPI:
             http_client = cast(HTTPClient, treq)
         self._http: HTTPClient = http_client
         self._forward_timeout = forward_timeout
-        self._request_timeout = request_timeout
         self._max_body = max_body_bytes
+        self._deadlines = Deadlines(
+            clock,
+            request_timeout,
+            lambda: unavailable(
+                "timeout",
+                f"no answer within {request_timeout:g} s; the request may still take effect:"
+                " retry with the same Idempotency-Key",
+            ),
+        )
 
-    def resource(self) -> IResource:
+    def resource(self, fast: bool = True) -> IResource:
         """
         The C{twisted.web} resource serving this API (give the C{Site}
         L{BoundedRequest} as its request factory).
+
+        @param fast: take the hot routes past Klein's routing; they answer
+            the same either way.
         """
-        resource: IResource = _JSONKleinResource(self.app)
+        resource: IResource = _JSONKleinResource(self.app, self._error_answer, fast)
         return resource
 
     # -- printers -------------------------------------------------------------
 
     @app.route(f"{API_PREFIX}/printers", methods=["POST"])
-    async def create_printer(self, request: HTTPRequest) -> bytes:
+    def create_printer(self, request: HTTPRequest) -> Answer:
         _query(request, _NO_PARAMS)
         body = read_body(request, self._max_body)
         fields = parse_json_object(body)
@@ -291,25 +280,28 @@ class FarmAPI:
             model=check_text(fields["model"], "model", MAX_NAME_LENGTH),
             at=self._now(),
         )
-        return await self._write(request, body, command, "printer", "printers")
+        return self._write(request, body, command, "printer", "printers")
 
     @app.route(f"{API_PREFIX}/printers", methods=["GET"])
-    async def list_printers(self, request: HTTPRequest) -> bytes:
+    def list_printers(self, request: HTTPRequest) -> Answer:
         params = _query(request, _LIST_PARAMS)
         after, limit = _paging(params, "printer")
-        await self._read_barrier(params)
-        return _page(request, params, "printer", self._farm.printers(after, limit))
+
+        def answer() -> bytes:
+            return _page(request, params, "printer", self._farm.printers(after, limit))
+
+        return self._read(params, answer)
 
     @app.route(f"{API_PREFIX}/printers/<string:printer_id>", methods=["GET"])
-    async def get_printer(self, request: HTTPRequest, printer_id: str) -> bytes:
-        return await self._get_one(
+    def get_printer(self, request: HTTPRequest, printer_id: str) -> Answer:
+        return self._get_one(
             request, self._farm.get_printer, printer_id, "printer_not_found", "printer"
         )
 
     # -- filaments ------------------------------------------------------------
 
     @app.route(f"{API_PREFIX}/filaments", methods=["POST"])
-    async def create_filament(self, request: HTTPRequest) -> bytes:
+    def create_filament(self, request: HTTPRequest) -> Answer:
         _query(request, _NO_PARAMS)
         body = read_body(request, self._max_body)
         fields = parse_json_object(body)
@@ -332,25 +324,28 @@ class FarmAPI:
             remaining_weight_in_grams=remaining,
             at=self._now(),
         )
-        return await self._write(request, body, command, "filament", "filaments")
+        return self._write(request, body, command, "filament", "filaments")
 
     @app.route(f"{API_PREFIX}/filaments", methods=["GET"])
-    async def list_filaments(self, request: HTTPRequest) -> bytes:
+    def list_filaments(self, request: HTTPRequest) -> Answer:
         params = _query(request, _LIST_PARAMS)
         after, limit = _paging(params, "filament")
-        await self._read_barrier(params)
-        return _page(request, params, "filament", self._farm.filaments(after, limit))
+
+        def answer() -> bytes:
+            return _page(request, params, "filament", self._farm.filaments(after, limit))
+
+        return self._read(params, answer)
 
     @app.route(f"{API_PREFIX}/filaments/<string:filament_id>", methods=["GET"])
-    async def get_filament(self, request: HTTPRequest, filament_id: str) -> bytes:
-        return await self._get_one(
+    def get_filament(self, request: HTTPRequest, filament_id: str) -> Answer:
+        return self._get_one(
             request, self._farm.get_filament, filament_id, "filament_not_found", "filament"
         )
 
     # -- print jobs -----------------------------------------------------------
 
     @app.route(f"{API_PREFIX}/print_jobs", methods=["POST"])
-    async def create_print_job(self, request: HTTPRequest) -> bytes:
+    def create_print_job(self, request: HTTPRequest) -> Answer:
         _query(request, _NO_PARAMS)
         body = read_body(request, self._max_body)
         fields = parse_json_object(body)
@@ -365,31 +360,32 @@ class FarmAPI:
             ),
             at=self._now(),
         )
-        return await self._write(request, body, command, "print_job", "print_jobs")
+        return self._write(request, body, command, "print_job", "print_jobs")
 
     @app.route(f"{API_PREFIX}/print_jobs", methods=["GET"])
-    async def list_print_jobs(self, request: HTTPRequest) -> bytes:
+    def list_print_jobs(self, request: HTTPRequest) -> Answer:
         params = _query(request, _JOB_LIST_PARAMS)
         after, limit = _paging(params, "print_job")
         status = parse_status(params["status"]) if "status" in params else None
-        await self._read_barrier(params)
-        page = self._farm.jobs(
-            status=status,
-            printer_id=params.get("printer_id"),
-            filament_id=params.get("filament_id"),
-            after=after,
-            limit=limit,
-        )
-        return _page(request, params, "print_job", page)
+
+        def answer() -> bytes:
+            page = self._farm.jobs(
+                status=status,
+                printer_id=params.get("printer_id"),
+                filament_id=params.get("filament_id"),
+                after=after,
+                limit=limit,
+            )
+            return _page(request, params, "print_job", page)
+
+        return self._read(params, answer)
 
     @app.route(f"{API_PREFIX}/print_jobs/<string:job_id>", methods=["GET"])
-    async def get_print_job(self, request: HTTPRequest, job_id: str) -> bytes:
-        return await self._get_one(
-            request, self._farm.get_job, job_id, "job_not_found", "print job"
-        )
+    def get_print_job(self, request: HTTPRequest, job_id: str) -> Answer:
+        return self._get_one(request, self._farm.get_job, job_id, "job_not_found", "print job")
 
     @app.route(f"{API_PREFIX}/print_jobs/<string:job_id>/status", methods=["POST"])
-    async def set_print_job_status(self, request: HTTPRequest, job_id: str) -> bytes:
+    def set_print_job_status(self, request: HTTPRequest, job_id: str) -> Answer:
         params = _query(request, frozenset({"status"}))
         body = read_body(request, self._max_body)
         requested = params.get("status")
@@ -407,7 +403,7 @@ class FarmAPI:
         if len(job_id) > MAX_ID_LENGTH:
             raise APIError(404, "job_not_found", f"print job {job_id:.80} does not exist")
         command = set_print_job_status(id=job_id, status=target.value, at=self._now())
-        return await self._write(request, body, command, "print_job", None)
+        return self._write(request, body, command, "print_job", None)
 
     # -- node status ----------------------------------------------------------
 
@@ -444,14 +440,14 @@ class FarmAPI:
 
     # -- plumbing -------------------------------------------------------------
 
-    async def _write(
+    def _write(
         self,
         request: HTTPRequest,
         body: bytes,
         command: dict[str, Any],
         kind: str,
         collection: str | None,
-    ) -> bytes:
+    ) -> Deferred[bytes]:
         """
         Propose C{command} and answer with the C{kind} object of its result:
         201 with a C{Location} when C{collection} names where it was created,
@@ -461,11 +457,21 @@ class FarmAPI:
         key = _idempotency_key(request)
         session = (f"idem:{key}", 1) if key is not None else None
         try:
-            result = await _deadline(
-                self._node.propose(command, session=session), self._request_timeout, self._clock
-            )
-        except NotLeader as e:
-            return await self._forward(request, body, e.leader)
+            proposed = self._node.propose(command, session=session)
+        except Exception:
+            # The contract says errback; a node raising NotLeader must
+            # still get the write forwarded.
+            proposed = fail()
+        return self._deadlines.follow(proposed).addCallbacks(
+            self._written,
+            self._not_written,
+            callbackArgs=(request, kind, collection),
+            errbackArgs=(request, body),
+        )
+
+    def _written(
+        self, result: object, request: HTTPRequest, kind: str, collection: str | None
+    ) -> bytes:
         obj = unwrap(result).get(kind)
         if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
             raise APIError(
@@ -479,6 +485,13 @@ class FarmAPI:
             b"location", f"{API_PREFIX}/{collection}/{quote(obj['id'], safe='')}".encode()
         )
         return _json(request, 201, obj)
+
+    def _not_written(
+        self, failure: Failure, request: HTTPRequest, body: bytes
+    ) -> Deferred[bytes] | Failure:
+        if isinstance(failure.value, NotLeader):
+            return Deferred.fromCoroutine(self._forward(request, body, failure.value.leader))
+        return failure
 
     async def _forward(self, request: HTTPRequest, body: bytes, leader: Member | None) -> bytes:
         """
@@ -494,7 +507,7 @@ class FarmAPI:
             )
         except Exception as e:
             if getattr(request, "_disconnected", False):
-                # Our client hung up and Klein cancelled us: nobody to
+                # Our client hung up and we were cancelled: nobody to
                 # answer, and an APIError now would be logged as unhandled.
                 raise CancelledError() from e
             self._log.info(
@@ -506,93 +519,87 @@ class FarmAPI:
             request.setHeader(name, value)
         return answer.body
 
-    async def _get_one(
+    def _get_one(
         self,
         request: HTTPRequest,
         lookup: Callable[[str], Any],
         object_id: str,
         not_found: str,
         noun: str,
-    ) -> bytes:
+    ) -> Answer:
         """
         Answer a GET of one object, after the read barrier the query asks for.
         """
-        await self._read_barrier(_query(request, _GET_PARAMS))
-        found = lookup(object_id)
-        if found is None:
-            raise APIError(404, not_found, f"{noun} {object_id} does not exist")
-        return _json(request, 200, found.to_json())
 
-    async def _read_barrier(self, params: dict[str, str]) -> None:
+        def answer() -> bytes:
+            found = lookup(object_id)
+            if found is None:
+                raise APIError(404, not_found, f"{noun} {object_id} does not exist")
+            return _json(request, 200, found.to_json())
+
+        return self._read(_query(request, _GET_PARAMS), answer)
+
+    def _read(self, params: dict[str, str], answer: Callable[[], bytes]) -> Answer:
         """
-        Wait until a linearizable read may be served locally, unless the
-        client asked for C{consistency=stale}.
+        Call C{answer} once a linearizable read may be served locally, or at
+        once if the client asked for C{consistency=stale}.
         """
         mode = params.get("consistency", "linearizable").lower()
         if mode == "stale":
-            return
+            return answer()
         if mode != "linearizable":
             raise bad_request("consistency must be linearizable or stale")
-        await _deadline(self._node.read_index(), self._request_timeout, self._clock)
+        return self._deadlines.follow(self._node.read_index()).addCallback(lambda _: answer())
 
-    # -- error mapping (order matters: the first matching handler answers) ----
+    # -- error mapping --------------------------------------------------------
 
-    @app.handle_errors(APIError)
-    def _api_error(self, request: HTTPRequest, failure: Failure) -> bytes:
+    def _error_answer(self, request: HTTPRequest, failure: Failure) -> bytes:
+        """
+        Answer a failure of a handler, or of Klein's routing, with a JSON
+        error.  This is Klein's only error handler, and the fast path's.
+        """
         e = failure.value
-        assert isinstance(e, APIError)
-        return _error(request, e.status, e.code, e.message, e.headers)
-
-    @app.handle_errors(FarmError)
-    def _farm_error(self, request: HTTPRequest, failure: Failure) -> bytes:
-        e = failure.value
-        assert isinstance(e, FarmError)
-        code = "invalid_request" if isinstance(e, MalformedCommand) else e.code
-        return _error(request, farm_error_status(e), code, e.message)
-
-    @app.handle_errors(StorageFull)
-    def _storage_full(self, request: HTTPRequest, failure: Failure) -> bytes:
-        # Before the RaftError handler: the engine's refusal is both.
-        e = failure.value
-        assert isinstance(e, StorageFull)
-        api = storage_full_to_api(e)
-        return _error(request, api.status, api.code, api.message, api.headers)
-
-    @app.handle_errors(RaftError)
-    def _raft_error(self, request: HTTPRequest, failure: Failure) -> bytes:
-        e = failure.value
-        assert isinstance(e, RaftError)
-        api = raft_error_to_api(e)
-        return _error(request, api.status, api.code, api.message, api.headers)
-
-    @app.handle_errors(HTTPException)
-    def _routing_error(self, request: HTTPRequest, failure: Failure) -> bytes:
-        e = failure.value
-        if isinstance(e, NotFound):
-            return _error(request, 404, "not_found", "no such resource")
-        if isinstance(e, MethodNotAllowed):
-            allowed = ", ".join(sorted(e.valid_methods or ()))
-            return _error(
-                request,
-                405,
-                "method_not_allowed",
-                f"method {request.method.decode('ascii', 'replace')} is not allowed here",
-                {"Allow": allowed},
+        if isinstance(e, APIError):
+            api = e
+        elif isinstance(e, FarmError):
+            code = "invalid_request" if isinstance(e, MalformedCommand) else e.code
+            api = APIError(farm_error_status(e), code, e.message)
+        elif isinstance(e, StorageFull):
+            # Before RaftError: the engine's refusal is both.
+            api = storage_full_to_api(e)
+        elif isinstance(e, RaftError):
+            api = raft_error_to_api(e)
+        elif isinstance(e, HTTPException):
+            api = _routing_error(request, e)
+        else:
+            self._log.failure(
+                "unhandled error serving {method} {uri}",
+                failure,
+                method=request.method,
+                uri=request.uri,
             )
-        if isinstance(e, RequestRedirect):
-            return _error(request, e.code, "redirect", "see Location", {"Location": e.new_url})
-        assert isinstance(e, HTTPException)
-        return _error(request, e.code or 500, "http_error", str(e.description)[:300])
+            api = APIError(500, "internal_error", "internal server error")
+        return _error(request, api.status, api.code, api.message, api.headers)
 
-    @app.handle_errors(Exception)
-    def _unexpected_error(self, request: HTTPRequest, failure: Failure) -> bytes:
-        self._log.failure(
-            "unhandled error serving {method} {uri}",
-            failure,
-            method=request.method,
-            uri=request.uri,
+    app.handle_errors(Exception)(_error_answer)
+
+
+def _routing_error(request: HTTPRequest, e: HTTPException) -> APIError:
+    """
+    The answer to werkzeug's refusal to route C{request}.
+    """
+    if isinstance(e, NotFound):
+        return APIError(404, "not_found", "no such resource")
+    if isinstance(e, MethodNotAllowed):
+        return APIError(
+            405,
+            "method_not_allowed",
+            f"method {request.method.decode('ascii', 'replace')} is not allowed here",
+            {"Allow": ", ".join(sorted(e.valid_methods or ()))},
         )
-        return _error(request, 500, "internal_error", "internal server error")
+    if isinstance(e, RequestRedirect):
+        return APIError(e.code, "redirect", "see Location", {"Location": e.new_url})
+    return APIError(e.code or 500, "http_error", str(e.description)[:300])
 
 
 def _paging(params: dict[str, str], kind: str) -> tuple[int, int | None]:
