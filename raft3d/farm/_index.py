@@ -7,11 +7,14 @@ statuses in any order; with a million jobs a plain sorted list would pay a
 large memmove per change and a rescan per page.  This keeps the values in
 blocks of bounded size (the layout of C{sortedcontainers.SortedList}, cut
 down to what the farm needs): a change touches one block, a lookup is two
-bisections.
+bisections.  Blocks are C{array("i")}, so a member costs 4 bytes rather than
+an 8-byte reference to a 32-byte C{int}; sequence numbers therefore stay
+below 2**31, far more objects than a node can hold.
 """
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left, bisect_right
 from typing import Iterable, Iterator
 
@@ -29,11 +32,24 @@ class SortedSeqs:
     def __init__(self, values: Iterable[int] = ()) -> None:
         ordered = sorted(set(values))
         load = self._LOAD
-        self._blocks: list[list[int]] = [
-            ordered[i : i + load] for i in range(0, len(ordered), load)
+        self._blocks: list[array[int]] = [
+            array("i", ordered[i : i + load]) for i in range(0, len(ordered), load)
         ]
         self._maxes: list[int] = [block[-1] for block in self._blocks]
         self._len = len(ordered)
+
+    @classmethod
+    def from_ascending(cls, values: array[int]) -> SortedSeqs:
+        """
+        A set of C{values}, which must be strictly ascending; cheaper than
+        the constructor (no sort, no Python C{int} per value).
+        """
+        seqs = cls()
+        load = cls._LOAD
+        seqs._blocks = [values[i : i + load] for i in range(0, len(values), load)]
+        seqs._maxes = [block[-1] for block in seqs._blocks]
+        seqs._len = len(values)
+        return seqs
 
     def __len__(self) -> int:
         return self._len
@@ -58,7 +74,7 @@ class SortedSeqs:
         """
         maxes = self._maxes
         if not maxes:
-            self._blocks.append([value])
+            self._blocks.append(array("i", [value]))
             maxes.append(value)
             self._len = 1
             return

@@ -17,17 +17,28 @@ stop every replica at the same log entry.
 Writes cost O(log n): per-filament reservations are kept incrementally and
 the indexes behind filtered listings (by status, printer and filament) are
 updated in place, so no command scans the jobs.
+
+Memory: every replica holds the whole farm (the target is a million objects
+in well under 1 GiB), so objects live in the column tables of
+L{raft3d.farm._tables}, about 200-250 bytes each, and records are built when
+read.  Snapshots are written and read a batch of rows at a time
+(L{raft3d.farm._snapshot}), so that neither holds every row as Python
+objects at once.
 """
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_right
-from typing import Any, Callable, Final, Iterator, Sequence, TypeVar
+from itertools import compress, count
+from operator import gt
+from typing import Any, Callable, Final, Iterator, NoReturn, TypeVar, cast
 
 import cbor2
 from zope.interface import implementer
 
 from ..raft import IStateMachine
+from ._columns import IdIndex
 from ._commands import (
     OP_CREATE_FILAMENT,
     OP_CREATE_PRINT_JOB,
@@ -44,6 +55,7 @@ from ._errors import (
     PrinterNotFound,
 )
 from ._fields import (
+    FILAMENT_TYPES,
     MAX_FILEPATH_LENGTH,
     MAX_ID_LENGTH,
     MAX_NAME_LENGTH,
@@ -54,16 +66,17 @@ from ._fields import (
     check_text,
     check_weight,
 )
-from ._index import SortedSeqs
 from ._records import Filament, Page, Printer, PrintJob
-from ._status import RESERVING_STATES, JobStatus, check_transition, parse_status
+from ._snapshot import MalformedSnapshot, NotStreamable, Rows, decode_map, encode_map
+from ._status import JobStatus, check_transition, parse_status
+from ._tables import STATUS_CODES, Filaments, Jobs, Printers
 
 SNAPSHOT_FORMAT: Final = "raft3d.farm"
 SNAPSHOT_VERSION: Final = 1
 
 _R = TypeVar("_R")
 
-_STATUS_BY_VALUE: Final = {s.value: s for s in JobStatus}
+_CODE_BY_VALUE: Final = {s.value: code for s, code in STATUS_CODES.items()}
 
 _PRINTER_KEYS: Final = frozenset({"op", "id", "company", "model", "at"})
 _FILAMENT_KEYS: Final = frozenset(
@@ -73,6 +86,8 @@ _JOB_KEYS: Final = frozenset(
     {"op", "id", "printer_id", "filament_id", "filepath", "print_weight_in_grams", "at"}
 )
 _STATUS_KEYS: Final = frozenset({"op", "id", "status", "at"})
+
+_NO_SEQS: Final = array("i")
 
 
 def _check_keys(command: dict[Any, Any], expected: frozenset[str]) -> None:
@@ -103,16 +118,9 @@ class FarmState:
     """
 
     def __init__(self) -> None:
-        self._printers: dict[str, Printer] = {}
-        self._printer_order: list[str] = []
-        self._filaments: dict[str, Filament] = {}
-        self._filament_order: list[str] = []
-        self._reserved: dict[str, int] = {}
-        self._jobs: dict[str, PrintJob] = {}
-        self._job_order: list[str] = []
-        self._jobs_by_status: dict[JobStatus, SortedSeqs] = {s: SortedSeqs() for s in JobStatus}
-        self._jobs_by_printer: dict[str, list[int]] = {}
-        self._jobs_by_filament: dict[str, list[int]] = {}
+        self._printers = Printers()
+        self._filaments = Filaments()
+        self._jobs = Jobs(self._printers, self._filaments)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, FarmState):
@@ -121,10 +129,6 @@ class FarmState:
             self._printers == other._printers
             and self._filaments == other._filaments
             and self._jobs == other._jobs
-            and self._printer_order == other._printer_order
-            and self._filament_order == other._filament_order
-            and self._job_order == other._job_order
-            and self._reserved == other._reserved
         )
 
     __hash__ = None  # type: ignore[assignment]
@@ -159,15 +163,14 @@ class FarmState:
         states give equal bytes.  Reservations and indexes are derived and
         rebuilt by L{restore}.
         """
-        return cbor2.dumps(
+        return encode_map(
             {
                 "format": SNAPSHOT_FORMAT,
                 "version": SNAPSHOT_VERSION,
-                "printers": [self._printers[i].to_row() for i in self._printer_order],
-                "filaments": [self._filaments[i].to_row() for i in self._filament_order],
-                "jobs": [self._jobs[i].to_row() for i in self._job_order],
-            },
-            canonical=True,
+                "printers": Rows(len(self._printers), self._printers.rows),
+                "filaments": Rows(len(self._filaments), self._filaments.rows),
+                "jobs": Rows(len(self._jobs), self._jobs.rows),
+            }
         )
 
     def restore(self, data: bytes) -> None:
@@ -178,50 +181,45 @@ class FarmState:
 
         @raise ValueError: if C{data} is not a valid farm snapshot.
         """
-        fresh = FarmState()
         try:
-            doc = cbor2.loads(data)
-            if (
-                not isinstance(doc, dict)
-                or doc.get("format") != SNAPSHOT_FORMAT
-                or doc.get("version") != SNAPSHOT_VERSION
-            ):
-                raise MalformedCommand("not a version 1 farm snapshot")
-            for row in _rows(doc, "printers", 5):
-                fresh._restore_printer(row)
-            for row in _rows(doc, "filaments", 7):
-                fresh._restore_filament(row)
-            for row in _rows(doc, "jobs", 8):
-                fresh._restore_job(row)
-        except (FarmError, cbor2.CBORDecodeError) as e:
+            try:
+                fresh = _Loader().load(data, stream=True)
+            except NotStreamable:
+                fresh = _Loader().load(data, stream=False)
+        except (FarmError, MalformedSnapshot, cbor2.CBORDecodeError) as e:
             raise ValueError(f"malformed farm snapshot: {e}") from e
         vars(self).update(vars(fresh))
 
     # -- reads --------------------------------------------------------------
 
     def get_printer(self, printer_id: str) -> Printer | None:
-        return self._printers.get(printer_id)
+        seq = self._printers.index.get(printer_id)
+        return None if seq is None else self._printers.record(seq)
 
     def get_filament(self, filament_id: str) -> Filament | None:
-        return self._filaments.get(filament_id)
+        seq = self._filaments.index.get(filament_id)
+        return None if seq is None else self._filaments.record(seq)
 
     def get_job(self, job_id: str) -> PrintJob | None:
-        return self._jobs.get(job_id)
+        seq = self._jobs.index.get(job_id)
+        return None if seq is None else self._jobs.record(seq)
 
     def reserved_weight_in_grams(self, filament_id: str) -> int:
         """
         The weight held by the filament's Queued and Running jobs.
         """
-        return self._reserved.get(filament_id, 0)
+        seq = self._filaments.index.get(filament_id)
+        return 0 if seq is None else self._filaments.reserved[seq]
 
     def available_weight_in_grams(self, filament_id: str) -> int:
         """
         What a new job may still reserve: remaining minus reserved.
         """
-        filament = self._filaments.get(filament_id)
-        if filament is None:
+        filaments = self._filaments
+        seq = filaments.index.get(filament_id)
+        if seq is None:
             return 0
-        return filament.remaining_weight_in_grams - self._reserved[filament_id]
+        return filaments.remaining[seq] - filaments.reserved[seq]
 
     def counts(self) -> dict[str, int]:
         """
@@ -232,7 +230,7 @@ class FarmState:
             "filaments": len(self._filaments),
             "print_jobs": len(self._jobs),
         }
-        for status, seqs in self._jobs_by_status.items():
+        for status, seqs in self._jobs.by_status.items():
             out[f"print_jobs_{status.value.lower()}"] = len(seqs)
         return out
 
@@ -241,13 +239,13 @@ class FarmState:
         Printers in creation order, after position C{after}, at most
         C{limit} of them (all when L{None}).
         """
-        return _slice_page(self._printer_order, self._printers, after, limit)
+        return _slice_page(len(self._printers), self._printers.records, after, limit)
 
     def filaments(self, after: int = -1, limit: int | None = None) -> Page[Filament]:
         """
         Filaments in creation order; see L{printers}.
         """
-        return _slice_page(self._filament_order, self._filaments, after, limit)
+        return _slice_page(len(self._filaments), self._filaments.records, after, limit)
 
     def jobs(
         self,
@@ -265,37 +263,51 @@ class FarmState:
         of the other filters when several are combined).
         """
         _check_limit(limit)
+        jobs = self._jobs
         if status is None and printer_id is None and filament_id is None:
-            return _slice_page(self._job_order, self._jobs, after, limit)
-        candidates: Iterator[int]
-        lists: list[list[int]] = []
+            return _slice_page(len(jobs), jobs.records, after, limit)
+        # -1 stands for "any" (no filter), -2 for an unknown id, which no
+        # job names.
+        printer = filament = -1
+        lists: list[array[int]] = []
         if printer_id is not None:
-            lists.append(self._jobs_by_printer.get(printer_id, []))
+            found = self._printers.index.get(printer_id)
+            printer = -2 if found is None else found
+            lists.append(self._owned_jobs(self._printers.jobs, printer))
         if filament_id is not None:
-            lists.append(self._jobs_by_filament.get(filament_id, []))
+            found = self._filaments.index.get(filament_id)
+            filament = -2 if found is None else found
+            lists.append(self._owned_jobs(self._filaments.jobs, filament))
+        candidates: Iterator[int]
         if lists:
             shortest = min(lists, key=len)
-            if status is not None and len(self._jobs_by_status[status]) < len(shortest):
-                candidates = self._jobs_by_status[status].iter_after(after)
+            if status is not None and len(jobs.by_status[status]) < len(shortest):
+                candidates = jobs.by_status[status].iter_after(after)
             else:
                 candidates = _iter_list_after(shortest, after)
         else:
             assert status is not None
-            candidates = self._jobs_by_status[status].iter_after(after)
-        items: list[PrintJob] = []
-        order, jobs = self._job_order, self._jobs
+            candidates = jobs.by_status[status].iter_after(after)
+        code = -1 if status is None else STATUS_CODES[status]
+        codes, printers, filaments = jobs.status, jobs.printer, jobs.filament
+        matches: list[int] = []
         for seq in candidates:
-            job = jobs[order[seq]]
             if (
-                (status is not None and job.status is not status)
-                or (printer_id is not None and job.printer_id != printer_id)
-                or (filament_id is not None and job.filament_id != filament_id)
+                (code >= 0 and codes[seq] != code)
+                or (printer != -1 and printers[seq] != printer)
+                or (filament != -1 and filaments[seq] != filament)
             ):
                 continue
-            if limit is not None and len(items) == limit:
-                return Page(tuple(items), items[-1].seq)
-            items.append(job)
-        return Page(tuple(items), None)
+            if limit is not None and len(matches) == limit:
+                return Page(tuple(jobs.records(matches)), matches[-1])
+            matches.append(seq)
+        return Page(tuple(jobs.records(matches)), None)
+
+    @staticmethod
+    def _owned_jobs(lists: list[array[int] | None], owner: int) -> array[int]:
+        if owner < 0:
+            return _NO_SEQS
+        return lists[owner] or _NO_SEQS
 
     # -- operations ---------------------------------------------------------
 
@@ -305,11 +317,13 @@ class FarmState:
         company = check_text(command["company"], "company", MAX_NAME_LENGTH)
         model = check_text(command["model"], "model", MAX_NAME_LENGTH)
         at = _check_at(command["at"])
-        if printer_id in self._printers:
+        printers = self._printers
+        if printer_id in printers.index:
             raise Conflict(f"printer {printer_id} already exists")
-        printer = Printer(printer_id, company, model, at, at, len(self._printer_order))
-        self._add_printer(printer)
-        return {"printer": printer.to_json()}
+        seq = printers.add(printer_id, company, model, at, at)
+        # The record from the command's own values, equal to the stored
+        # ones: no need to read them back from the columns.
+        return {"printer": Printer(printer_id, company, model, at, at, seq).to_json()}
 
     def _create_filament(self, command: dict[Any, Any]) -> dict[str, Any]:
         _check_keys(command, _FILAMENT_KEYS)
@@ -325,12 +339,11 @@ class FarmState:
                 "remaining_weight_in_grams must not exceed total_weight_in_grams"
             )
         at = _check_at(command["at"])
-        if filament_id in self._filaments:
+        filaments = self._filaments
+        if filament_id in filaments.index:
             raise Conflict(f"filament {filament_id} already exists")
-        filament = Filament(
-            filament_id, filament_type, color, total, remaining, at, at, len(self._filament_order)
-        )
-        self._add_filament(filament)
+        seq = filaments.add(filament_id, filament_type, color, total, remaining, at, at)
+        filament = Filament(filament_id, filament_type, color, total, remaining, at, at, seq)
         return {"filament": filament.to_json()}
 
     def _create_print_job(self, command: dict[Any, Any]) -> dict[str, Any]:
@@ -341,36 +354,29 @@ class FarmState:
         filepath = check_text(command["filepath"], "filepath", MAX_FILEPATH_LENGTH)
         weight = check_weight(command["print_weight_in_grams"], "print_weight_in_grams")
         at = _check_at(command["at"])
-        if job_id in self._jobs:
+        jobs, filaments = self._jobs, self._filaments
+        if job_id in jobs.index:
             raise Conflict(f"print job {job_id} already exists")
-        printer = self._printers.get(printer_id)
+        printer = self._printers.index.get(printer_id)
         if printer is None:
             raise PrinterNotFound(f"printer {printer_id} does not exist")
-        filament = self._filaments.get(filament_id)
+        filament = filaments.index.get(filament_id)
         if filament is None:
             raise FilamentNotFound(f"filament {filament_id} does not exist")
-        available = filament.remaining_weight_in_grams - self._reserved[filament_id]
+        remaining = filaments.remaining[filament]
+        reserved = filaments.reserved[filament]
+        available = remaining - reserved
         if weight > available:
             raise InsufficientFilament(
                 f"print job needs {weight} g of filament {filament_id};"
                 f" only {available} g are available"
-                f" ({filament.remaining_weight_in_grams} g remaining,"
-                f" {self._reserved[filament_id]} g reserved by queued and running jobs)"
+                f" ({remaining} g remaining,"
+                f" {reserved} g reserved by queued and running jobs)"
             )
-        # The records' own id strings are shared, not the command's copies:
-        # a million jobs would otherwise hold two million duplicate strings.
+        seq = jobs.add(job_id, printer, filament, filepath, weight, JobStatus.QUEUED, at, at)
         job = PrintJob(
-            job_id,
-            printer.id,
-            filament.id,
-            filepath,
-            weight,
-            JobStatus.QUEUED,
-            at,
-            at,
-            len(self._job_order),
+            job_id, printer_id, filament_id, filepath, weight, JobStatus.QUEUED, at, at, seq
         )
-        self._add_job(job)
         return {"print_job": job.to_json()}
 
     def _set_print_job_status(self, command: dict[Any, Any]) -> dict[str, Any]:
@@ -378,145 +384,27 @@ class FarmState:
         job_id = check_id(command["id"])
         target = parse_status(command["status"])
         at = _check_at(command["at"])
-        job = self._jobs.get(job_id)
-        if job is None:
+        jobs = self._jobs
+        seq = jobs.index.get(job_id)
+        if seq is None:
             raise JobNotFound(f"print job {job_id} does not exist")
-        transition = check_transition(job.status, target)
+        previous = jobs.status_of(seq)
+        transition = check_transition(previous, target)
         # No rejection is possible past this point.
-        updated = PrintJob(
-            job.id,
-            job.printer_id,
-            job.filament_id,
-            job.filepath,
-            job.print_weight_in_grams,
-            transition.target,
-            job.created_at,
-            at,
-            job.seq,
-        )
-        self._jobs[job_id] = updated
-        self._jobs_by_status[job.status].discard(job.seq)
-        self._jobs_by_status[updated.status].add(job.seq)
+        jobs.set_status(seq, transition.target, at)
         result: dict[str, Any] = {
-            "print_job": updated.to_json(),
-            "previous_status": job.status.value,
+            "print_job": jobs.record(seq).to_json(),
+            "previous_status": previous.value,
         }
-        weight = job.print_weight_in_grams
+        filaments = self._filaments
+        filament, weight = jobs.filament[seq], jobs.weight[seq]
         if transition.releases_reservation:
-            self._reserved[job.filament_id] -= weight
+            filaments.reserved[filament] -= weight
         if transition.consumes_filament:
-            filament = self._filaments[job.filament_id]
-            consumed = Filament(
-                filament.id,
-                filament.type,
-                filament.color,
-                filament.total_weight_in_grams,
-                filament.remaining_weight_in_grams - weight,
-                filament.created_at,
-                at,
-                filament.seq,
-            )
-            self._filaments[filament.id] = consumed
-            result["filament"] = consumed.to_json()
+            filaments.remaining[filament] -= weight
+            filaments.updated_at[filament] = at
+            result["filament"] = filaments.record(filament).to_json()
         return result
-
-    # -- insertion, shared by apply and restore --------------------------------
-
-    def _add_printer(self, printer: Printer) -> None:
-        self._printers[printer.id] = printer
-        self._printer_order.append(printer.id)
-
-    def _add_filament(self, filament: Filament) -> None:
-        self._filaments[filament.id] = filament
-        self._filament_order.append(filament.id)
-        self._reserved[filament.id] = 0
-
-    def _add_job(self, job: PrintJob) -> None:
-        self._jobs[job.id] = job
-        self._job_order.append(job.id)
-        self._jobs_by_status[job.status].add(job.seq)
-        self._jobs_by_printer.setdefault(job.printer_id, []).append(job.seq)
-        self._jobs_by_filament.setdefault(job.filament_id, []).append(job.seq)
-        if job.status in RESERVING_STATES:
-            self._reserved[job.filament_id] += job.print_weight_in_grams
-
-    def _restore_printer(self, row: Sequence[Any]) -> None:
-        printer_id, company, model, created, updated = row
-        printer = Printer(
-            check_id(printer_id),
-            check_text(company, "company", MAX_NAME_LENGTH),
-            check_text(model, "model", MAX_NAME_LENGTH),
-            _check_at(created),
-            _check_at(updated),
-            len(self._printer_order),
-        )
-        if printer.id in self._printers:
-            raise Conflict(f"duplicate printer {printer.id}")
-        self._add_printer(printer)
-
-    def _restore_filament(self, row: Sequence[Any]) -> None:
-        filament_id, kind, color, total, remaining, created, updated = row
-        filament = Filament(
-            check_id(filament_id),
-            check_filament_type(kind),
-            check_text(color, "color", MAX_NAME_LENGTH),
-            check_weight(total, "total_weight_in_grams"),
-            check_weight(remaining, "remaining_weight_in_grams", minimum=0),
-            _check_at(created),
-            _check_at(updated),
-            len(self._filament_order),
-        )
-        if filament.remaining_weight_in_grams > filament.total_weight_in_grams:
-            raise MalformedCommand(f"filament {filament.id} has more remaining than total")
-        if filament.id in self._filaments:
-            raise Conflict(f"duplicate filament {filament.id}")
-        self._add_filament(filament)
-
-    def _restore_job(self, row: Sequence[Any]) -> None:
-        # Jobs dominate snapshots, so their rows are checked inline rather
-        # than field by field with the command checks: same limits, no
-        # per-field calls.  (CBOR text is always valid UTF-8.)
-        job_id, printer_id, filament_id, filepath, weight, status, created, updated = row
-        job_status = _STATUS_BY_VALUE.get(status) if type(status) is str else None
-        if not (
-            type(job_id) is str
-            and 0 < len(job_id) <= MAX_ID_LENGTH
-            and type(printer_id) is str
-            and type(filament_id) is str
-            and type(filepath) is str
-            and 0 < len(filepath) <= MAX_FILEPATH_LENGTH
-            and type(weight) is int
-            and 0 < weight <= MAX_WEIGHT_IN_GRAMS
-            and type(created) is str
-            and 0 < len(created) <= MAX_TIMESTAMP_LENGTH
-            and type(updated) is str
-            and 0 < len(updated) <= MAX_TIMESTAMP_LENGTH
-            and job_status is not None
-        ):
-            raise MalformedCommand(f"malformed print job row {list(row)!r:.200}")
-        if job_id in self._jobs:
-            raise Conflict(f"duplicate print job {job_id}")
-        printer = self._printers.get(printer_id)
-        if printer is None:
-            raise PrinterNotFound(f"print job {job_id} names unknown printer {printer_id}")
-        filament = self._filaments.get(filament_id)
-        if filament is None:
-            raise FilamentNotFound(f"print job {job_id} names unknown filament {filament_id}")
-        self._add_job(
-            PrintJob(
-                job_id,
-                printer.id,
-                filament.id,
-                filepath,
-                weight,
-                job_status,
-                created,
-                updated,
-                len(self._job_order),
-            )
-        )
-        if self._reserved[filament.id] > filament.remaining_weight_in_grams:
-            raise InsufficientFilament(f"filament {filament.id} is over-reserved")
 
 
 _HANDLERS: dict[str, Callable[[FarmState, dict[Any, Any]], dict[str, Any]]] = {
@@ -527,16 +415,244 @@ _HANDLERS: dict[str, Callable[[FarmState, dict[Any, Any]], dict[str, Any]]] = {
 }
 
 
-def _rows(doc: dict[Any, Any], key: str, width: int) -> list[list[Any]]:
+class _Loader:
     """
-    The rows under C{key} of a snapshot, each a list of C{width} values.
+    Build a L{FarmState} from a snapshot, a batch of rows at a time,
+    checking every row as strictly as a command.
+
+    A batch is checked and stored with a few calls on whole columns; only
+    a batch that fails is walked row by row, to name the bad row.  A
+    canonical snapshot lists the jobs before the printers and filaments
+    they name (CBOR's canonical key order), so a job's printer and filament
+    are first given provisional numbers and resolved to sequence numbers
+    once every row is in; reservations and indexes are then derived in one
+    pass.
     """
-    rows = doc.get(key)
-    if not isinstance(rows, list) or not all(
-        isinstance(row, list) and len(row) == width for row in rows
-    ):
+
+    def __init__(self) -> None:
+        self.state = FarmState()
+        self._printer_refs: dict[str, int] = {}
+        self._filament_refs: dict[str, int] = {}
+
+    def load(self, data: bytes, *, stream: bool) -> FarmState:
+        others, present = decode_map(
+            data,
+            {"printers": self._printers, "filaments": self._filaments, "jobs": self._jobs},
+            stream=stream,
+        )
+        if others.get("format") != SNAPSHOT_FORMAT or others.get("version") != SNAPSHOT_VERSION:
+            raise MalformedCommand("not a version 1 farm snapshot")
+        for key, width in (("printers", 5), ("filaments", 7), ("jobs", 8)):
+            if key not in present:
+                raise MalformedCommand(f"{key} must be a list of {width}-field rows")
+        self._finish()
+        return self.state
+
+    def _printers(self, rows: list[Any]) -> None:
+        ids, company, model, created, updated = _columns(rows, "printers", 5)
+        if not (
+            _texts(ids, MAX_ID_LENGTH)
+            and _texts(company, MAX_NAME_LENGTH)
+            and _texts(model, MAX_NAME_LENGTH)
+            and _texts(created, MAX_TIMESTAMP_LENGTH)
+            and _texts(updated, MAX_TIMESTAMP_LENGTH)
+        ):
+            _first_error(rows, _check_printer_row)
+        self.state._printers.extend(ids, company, model, created, updated)
+
+    def _filaments(self, rows: list[Any]) -> None:
+        ids, kinds, colors, totals, remainings, created, updated = _columns(rows, "filaments", 7)
+        if not (
+            _texts(ids, MAX_ID_LENGTH)
+            and _all_of(kinds, str)
+            and _texts(colors, MAX_NAME_LENGTH)
+            and _weights(totals, 1)
+            and _weights(remainings, 0)
+            and not any(map(gt, remainings, totals))
+            and _texts(created, MAX_TIMESTAMP_LENGTH)
+            and _texts(updated, MAX_TIMESTAMP_LENGTH)
+        ):
+            _first_error(rows, _check_filament_row)
+        if not FILAMENT_TYPES.issuperset(kinds):
+            # Any letter case is accepted, as in a command.
+            kinds = tuple(map(check_filament_type, kinds))
+        self.state._filaments.extend(ids, kinds, colors, totals, remainings, created, updated)
+
+    def _jobs(self, rows: list[Any]) -> None:
+        # The checks of the old per-row restore, kept as they were: ids and
+        # paths may not be empty but are not checked for blanks.
+        columns = _columns(rows, "jobs", 8)
+        ids, printer_ids, filament_ids, paths, weights, statuses, created, updated = columns
+        codes: list[int | None] = []
+        if (
+            _texts(ids, MAX_ID_LENGTH, blank=True)
+            and _all_of(printer_ids, str)
+            and _all_of(filament_ids, str)
+            and _texts(paths, MAX_FILEPATH_LENGTH, blank=True)
+            and _weights(weights, 1)
+            and _all_of(statuses, str)
+            and _texts(created, MAX_TIMESTAMP_LENGTH, blank=True)
+            and _texts(updated, MAX_TIMESTAMP_LENGTH, blank=True)
+        ):
+            codes = list(map(_CODE_BY_VALUE.get, statuses))
+        if not codes or None in codes:
+            _first_error(rows, _check_job_row)
+        self.state._jobs.extend(
+            ids,
+            _provisional(self._printer_refs, printer_ids),
+            _provisional(self._filament_refs, filament_ids),
+            paths,
+            weights,
+            cast("list[int]", codes),
+            created,
+            updated,
+        )
+
+    def _finish(self) -> None:
+        """
+        Resolve the jobs' printers and filaments, derive the indexes and
+        reservations, and check that no filament is over-reserved.
+        """
+        state = self.state
+        jobs, printers, filaments = state._jobs, state._printers, state._filaments
+        for kind, index in (
+            ("printer", printers.index),
+            ("filament", filaments.index),
+            ("print job", jobs.index),
+        ):
+            repeated = index.reindex()
+            if repeated is not None:
+                raise Conflict(f"duplicate {kind} {repeated}")
+        jobs.printer = _resolve(self._printer_refs, printers.index, jobs.printer, PrinterNotFound)
+        jobs.filament = _resolve(
+            self._filament_refs, filaments.index, jobs.filament, FilamentNotFound
+        )
+        self._printer_refs = self._filament_refs = {}
+        jobs.rebuild_indexes()
+        if any(map(gt, filaments.reserved, filaments.remaining)):
+            seq = next(compress(count(), map(gt, filaments.reserved, filaments.remaining)))
+            raise InsufficientFilament(f"filament {filaments.index.ids[seq]} is over-reserved")
+
+
+def _columns(rows: list[Any], key: str, width: int) -> list[tuple[Any, ...]]:
+    """
+    The columns of a batch of snapshot rows, each row a list of C{width}
+    values.
+    """
+    if set(map(type, rows)) != {list} or set(map(len, rows)) != {width}:
         raise MalformedCommand(f"{key} must be a list of {width}-field rows")
-    return rows
+    return list(zip(*rows, strict=True))
+
+
+def _all_of(values: tuple[Any, ...], kind: type) -> bool:
+    return set(map(type, values)) == {kind}
+
+
+def _texts(values: tuple[Any, ...], max_length: int, blank: bool = False) -> bool:
+    """
+    Whether every value passes L{check_text} (decoded CBOR text is always
+    valid UTF-8); C{blank} lets whitespace-only values through.
+    """
+    if not _all_of(values, str):
+        return False
+    lengths = set(map(len, values))
+    if min(lengths) < 1 or max(lengths) > max_length:
+        return False
+    return blank or not any(map(str.isspace, values))
+
+
+def _weights(values: tuple[Any, ...], minimum: int) -> bool:
+    """
+    Whether every value passes L{check_weight}.
+    """
+    return _all_of(values, int) and min(values) >= minimum and max(values) <= MAX_WEIGHT_IN_GRAMS
+
+
+def _first_error(rows: list[Any], check: Callable[[list[Any]], object]) -> NoReturn:
+    """
+    Raise the error of the first bad row of a batch that failed its
+    column checks.
+    """
+    for row in rows:
+        check(row)
+    raise MalformedCommand("malformed rows")  # The row checks are never weaker.
+
+
+def _check_printer_row(row: list[Any]) -> None:
+    printer_id, company, model, created, updated = row
+    check_id(printer_id)
+    check_text(company, "company", MAX_NAME_LENGTH)
+    check_text(model, "model", MAX_NAME_LENGTH)
+    _check_at(created)
+    _check_at(updated)
+
+
+def _check_filament_row(row: list[Any]) -> None:
+    filament_id, kind, color, total, remaining, created, updated = row
+    check_id(filament_id)
+    check_filament_type(kind)
+    check_text(color, "color", MAX_NAME_LENGTH)
+    check_weight(total, "total_weight_in_grams")
+    check_weight(remaining, "remaining_weight_in_grams", minimum=0)
+    if remaining > total:
+        raise MalformedCommand(f"filament {filament_id} has more remaining than total")
+    _check_at(created)
+    _check_at(updated)
+
+
+def _check_job_row(row: list[Any]) -> None:
+    job_id, printer_id, filament_id, filepath, weight, status, created, updated = row
+    if not (
+        type(job_id) is str
+        and 0 < len(job_id) <= MAX_ID_LENGTH
+        and type(printer_id) is str
+        and type(filament_id) is str
+        and type(filepath) is str
+        and 0 < len(filepath) <= MAX_FILEPATH_LENGTH
+        and type(weight) is int
+        and 0 < weight <= MAX_WEIGHT_IN_GRAMS
+        and type(status) is str
+        and status in _CODE_BY_VALUE
+        and type(created) is str
+        and 0 < len(created) <= MAX_TIMESTAMP_LENGTH
+        and type(updated) is str
+        and 0 < len(updated) <= MAX_TIMESTAMP_LENGTH
+    ):
+        raise MalformedCommand(f"malformed print job row {list(row)!r:.200}")
+
+
+def _provisional(refs: dict[str, int], ids: tuple[str, ...]) -> Iterator[int]:
+    """
+    The provisional numbers of C{ids}, numbering the ones C{refs} does not
+    have yet.  (Which number an id gets does not matter: L{_resolve} maps
+    them all.)
+    """
+    new = set(ids).difference(refs)
+    refs.update(zip(new, count(len(refs))))
+    return map(refs.__getitem__, ids)
+
+
+def _resolve(
+    refs: dict[str, int],
+    index: IdIndex,
+    column: array[int],
+    missing: type[PrinterNotFound | FilamentNotFound],
+) -> array[int]:
+    """
+    Map the provisional numbers in C{column} (C{refs} gives the id of each)
+    to the sequence numbers of the ids in C{index}.
+
+    @raise PrinterNotFound: (or L{FilamentNotFound}: C{missing}) if an id
+        of C{refs} is not in C{index}.
+    """
+    real = array("i", bytes(4 * len(refs)))
+    for object_id, provisional in refs.items():
+        seq = index.get(object_id)
+        if seq is None:
+            kind = "printer" if missing is PrinterNotFound else "filament"
+            raise missing(f"a print job names unknown {kind} {object_id}")
+        real[provisional] = seq
+    return array("i", map(real.__getitem__, column))
 
 
 def _check_limit(limit: int | None) -> None:
@@ -544,23 +660,25 @@ def _check_limit(limit: int | None) -> None:
         raise ValueError(f"a page limit must be positive, not {limit}")
 
 
-def _iter_list_after(seqs: list[int], after: int) -> Iterator[int]:
+def _iter_list_after(seqs: array[int], after: int) -> Iterator[int]:
     """
-    Yield the values of the ascending list C{seqs} greater than C{after}.
+    Yield the values of the ascending array C{seqs} greater than C{after}.
     """
     for k in range(bisect_right(seqs, after), len(seqs)):
         yield seqs[k]
 
 
-def _slice_page(order: list[str], table: dict[str, _R], after: int, limit: int | None) -> Page[_R]:
+def _slice_page(
+    count: int, records: Callable[[range], list[_R]], after: int, limit: int | None
+) -> Page[_R]:
     """
-    A page of an unfiltered listing: positions in C{order} are sequence
-    numbers, so this is a plain slice.
+    A page of an unfiltered listing of C{count} objects: sequence numbers
+    are positions, so this is a range.
     """
     _check_limit(limit)
     start = max(after + 1, 0)
     if limit is None:
-        return Page(tuple(table[i] for i in order[start:]), None)
+        return Page(tuple(records(range(start, count))), None)
     end = start + limit
-    items = tuple(table[i] for i in order[start:end])
-    return Page(items, end - 1 if end < len(order) else None)
+    items = tuple(records(range(start, min(end, count))))
+    return Page(items, end - 1 if end < count else None)

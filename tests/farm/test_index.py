@@ -4,6 +4,8 @@ Tests for L{raft3d.farm._index.SortedSeqs}.
 
 from __future__ import annotations
 
+from array import array
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
@@ -40,6 +42,20 @@ class SortedSeqsTests(SynchronousTestCase):
         s = SmallBlocks([5, 1, 3, 3, 9, 7])
         self.assertEqual(list(s), [1, 3, 5, 7, 9])
         self.assertEqual(len(s), 5)
+
+    def test_from_ascending(self) -> None:
+        """
+        A set made from ascending values equals one made by the
+        constructor, and keeps working as a set.
+        """
+        values = array("i", range(0, 41, 3))
+        made = SmallBlocks.from_ascending(values)
+        self.assertEqual((list(made), len(made)), (list(values), len(values)))
+        self.assertEqual(list(made.iter_after(10)), [12, 15, 18, 21, 24, 27, 30, 33, 36, 39])
+        made.add(4)
+        made.discard(9)
+        self.assertEqual(list(made), sorted({*values, 4} - {9}))
+        self.assertEqual(list(SortedSeqs.from_ascending(array("i"))), [])
 
     def test_iter_after(self) -> None:
         """

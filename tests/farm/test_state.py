@@ -16,6 +16,7 @@ from zope.interface.verify import verifyObject
 from raft3d.farm import (
     FarmState,
     JobStatus,
+    _snapshot,
     create_filament,
     create_print_job,
     create_printer,
@@ -649,21 +650,28 @@ class ListingTests(StateTestCase):
         )
 
 
+def build_sample(farm: Farm) -> None:
+    """
+    A printer, two filaments and six jobs in every status.
+    """
+    farm.printer("p1")
+    farm.filament("f1", total=1000, remaining=900)
+    farm.filament("f2", total=500)
+    for n in range(6):
+        farm.job(f"j{n}", weight=50, fid=("f1", "f2")[n % 2])
+    farm.move("j0", "Running")
+    farm.move("j0", "Done")
+    farm.move("j1", "Canceled")
+    farm.move("j2", "Running")
+
+
 class SnapshotTests(StateTestCase):
     """
     C{snapshot} and C{restore}.
     """
 
     def build(self, farm: Farm) -> None:
-        farm.printer("p1")
-        farm.filament("f1", total=1000, remaining=900)
-        farm.filament("f2", total=500)
-        for n in range(6):
-            farm.job(f"j{n}", weight=50, fid=("f1", "f2")[n % 2])
-        farm.move("j0", "Running")
-        farm.move("j0", "Done")
-        farm.move("j1", "Canceled")
-        farm.move("j2", "Running")
+        build_sample(farm)
 
     def test_round_trip(self) -> None:
         """
@@ -844,3 +852,214 @@ class InvariantTests(SynchronousTestCase):
         replay = FarmState()
         self.assertEqual([replay.apply(i, c) for i, c in enumerate(commands, 1)], results)
         self.assertEqual(replay, state)
+
+
+# A snapshot written by the previous release (rows as records, not columns):
+# two printers, two filaments (one non-ASCII name, one odd timestamp) and
+# four jobs, one per status.  Nodes in the field have such files on disk.
+_RELEASED_SNAPSHOT = bytes.fromhex(
+    "a5646a6f62738488782430303030303030302d303030302d343030302d383030302d30303030303030303030"
+    "3030782435663063366135322d356238652d346237652d396133372d33633164326534663661376278243062"
+    "3365386331642d326634612d346336622d386439652d316132623363346435653666722f67636f64652f7061"
+    "7274302e67636f64650a64446f6e657818323032362d31312d32395430313a30323a30332e3435365a781832"
+    "3032362d31312d32395430313a30323a30342e3030305a88782430303030303030302d303030302d34303030"
+    "2d383030302d30303030303030303030303163702d3263662d32722f67636f64652f70617274312e67636f64"
+    "65146843616e63656c65647818323032362d31312d32395430313a30323a30332e3435365a7818323032362d"
+    "31312d32395430313a30323a30342e3030305a88782430303030303030302d303030302d343030302d383030"
+    "302d303030303030303030303032782435663063366135322d356238652d346237652d396133372d33633164"
+    "3265346636613762782430623365386331642d326634612d346336622d386439652d31613262336334643565"
+    "3666722f67636f64652f70617274322e67636f6465181e6752756e6e696e677818323032362d31312d323954"
+    "30313a30323a30332e3435365a7818323032362d31312d32395430313a30323a30342e3030305a8878243030"
+    "3030303030302d303030302d343030302d383030302d30303030303030303030303363702d3263662d32722f"
+    "67636f64652f70617274332e67636f64651828665175657565647818323032362d31312d32395430313a3032"
+    "3a30332e3435365a7818323032362d31312d32395430313a30323a30332e3435365a66666f726d61746b7261"
+    "667433642e6661726d6776657273696f6e01687072696e746572738285782435663063366135322d35623865"
+    "2d346237652d396133372d336331643265346636613762655072757361634d4b347818323032362d31312d32"
+    "395430313a30323a30332e3435365a7818323032362d31312d32395430313a30323a30332e3435365a856370"
+    "2d326642616d62c3bc6358314369796573746572646179697965737465726461796966696c616d656e747382"
+    "87782430623365386331642d326634612d346336622d386439652d31613262336334643565366663504c4163"
+    "7265641903e819037a7818323032362d31312d32395430313a30323a30332e3435365a7818323032362d3131"
+    "2d32395430313a30323a30342e3030305a8763662d326354505565626c61636b1901f41901f4781832303236"
+    "2d31312d32395430313a30323a30332e3435365a7818323032362d31312d32395430313a30323a30332e3435"
+    "365a"
+)
+_P = "5f0c6a52-5b8e-4b7e-9a37-3c1d2e4f6a7b"
+_F = "0b3e8c1d-2f4a-4c6b-8d9e-1a2b3c4d5e6f"
+
+
+def _reference_snapshot(state: FarmState) -> bytes:
+    """
+    The version 1 snapshot of C{state} as the previous release wrote it:
+    one canonical CBOR document of every record's row.
+    """
+    return cbor2.dumps(
+        {
+            "format": "raft3d.farm",
+            "version": 1,
+            "printers": [p.to_row() for p in state.printers().items],
+            "filaments": [f.to_row() for f in state.filaments().items],
+            "jobs": [j.to_row() for j in state.jobs().items],
+        },
+        canonical=True,
+    )
+
+
+class SnapshotFormatTests(SynchronousTestCase):
+    """
+    The snapshot format is unchanged: released snapshots restore, and new
+    ones are byte for byte what the previous release wrote.
+    """
+
+    def test_released_snapshot(self) -> None:
+        """
+        A snapshot written by the previous release restores to the state
+        it recorded, and snapshots again to the same bytes.
+        """
+        state = FarmState()
+        state.restore(_RELEASED_SNAPSHOT)
+        self.assertEqual(state.snapshot(), _RELEASED_SNAPSHOT)
+        self.assertEqual(
+            state.counts(),
+            {
+                "printers": 2,
+                "filaments": 2,
+                "print_jobs": 4,
+                "print_jobs_queued": 1,
+                "print_jobs_running": 1,
+                "print_jobs_done": 1,
+                "print_jobs_canceled": 1,
+            },
+        )
+        printer = state.get_printer("p-2")
+        assert printer is not None
+        self.assertEqual(
+            (printer.company, printer.created_at, printer.seq), ("Bambü", "yesterday", 1)
+        )
+        filament = state.get_filament(_F)
+        assert filament is not None
+        self.assertEqual(filament.remaining_weight_in_grams, 890)
+        self.assertEqual(filament.updated_at, "2026-11-29T01:02:04.000Z")
+        # Jobs 2 (Running, 30 g) and 0 (Done) were on this spool.
+        self.assertEqual(state.reserved_weight_in_grams(_F), 30)
+        self.assertEqual(state.available_weight_in_grams(_F), 860)
+        self.assertEqual(
+            [j.id[-1] for j in state.jobs(printer_id=_P).items],
+            ["0", "2"],
+        )
+
+    def test_same_bytes_as_rows(self) -> None:
+        """
+        A snapshot is exactly the canonical CBOR of the records' rows, as
+        the previous release wrote it.
+        """
+        farm = Farm()
+        build_sample(farm)
+        farm.apply(create_printer(id=_P, company="Prusa ✓", model="MK4", at="odd time"))
+        self.assertEqual(farm.state.snapshot(), _reference_snapshot(farm.state))
+        self.assertEqual(FarmState().snapshot(), _reference_snapshot(FarmState()))
+
+    def test_other_encodings(self) -> None:
+        """
+        Any CBOR encoding of the same document restores to the same state:
+        keys in another order, indefinite-length containers.
+        """
+        state = FarmState()
+        state.restore(_RELEASED_SNAPSHOT)
+        doc = cbor2.loads(_RELEASED_SNAPSHOT)
+        reordered = {k: doc[k] for k in ("printers", "filaments", "format", "version", "jobs")}
+        for data in (
+            cbor2.dumps(reordered),
+            cbor2.dumps(doc, indefinite_containers=True),
+            cbor2.dumps({**doc, "extra": [1, 2]}),
+        ):
+            copy = FarmState()
+            copy.restore(data)
+            self.assertEqual(copy, state)
+            self.assertEqual(copy.snapshot(), _RELEASED_SNAPSHOT)
+
+
+class LargeSnapshotTests(SynchronousTestCase):
+    """
+    Snapshots with more rows than one batch (batches made small here).
+    """
+
+    def setUp(self) -> None:
+        self.patch(_snapshot, "_CHUNK", 16)
+        self.farm = Farm()
+        for n in range(40):
+            self.farm.printer(f"p{n}")
+            self.farm.filament(f"f{n}", total=100)
+        for n in range(150):
+            self.farm.job(f"j{n}", weight=1 + n % 3, pid=f"p{n % 40}", fid=f"f{(7 * n) % 40}")
+        for n in range(0, 150, 3):
+            self.farm.move(f"j{n}", "Running")
+        for n in range(0, 150, 9):
+            self.farm.move(f"j{n}", "Done")
+        for n in range(1, 150, 5):
+            self.farm.move(f"j{n}", "Canceled")
+        self.doc = cbor2.loads(self.farm.state.snapshot())
+
+    def test_round_trip(self) -> None:
+        """
+        The restored state equals the original, with the same reservations,
+        filtered listings and counts.
+        """
+        copy = FarmState()
+        copy.restore(self.farm.state.snapshot())
+        state = self.farm.state
+        self.assertEqual(copy, state)
+        self.assertEqual(copy.counts(), state.counts())
+        for n in range(40):
+            self.assertEqual(
+                copy.reserved_weight_in_grams(f"f{n}"), state.reserved_weight_in_grams(f"f{n}")
+            )
+            self.assertEqual(copy.jobs(printer_id=f"p{n}"), state.jobs(printer_id=f"p{n}"))
+            self.assertEqual(copy.jobs(filament_id=f"f{n}"), state.jobs(filament_id=f"f{n}"))
+        for status in JobStatus:
+            self.assertEqual(copy.jobs(status=status), state.jobs(status=status))
+        copy.apply(
+            1,
+            create_print_job(
+                id="new",
+                printer_id="p5",
+                filament_id="f5",
+                filepath="x",
+                print_weight_in_grams=1,
+                at=T1,
+            ),
+        )
+        self.assertEqual(copy.jobs(printer_id="p5").items[-1].id, "new")
+
+    def assertRefused(self, **changes: Any) -> None:
+        """
+        The snapshot with C{changes} to its document is refused and leaves
+        the state as it was.
+        """
+        state = FarmState()
+        state.restore(self.farm.state.snapshot())
+        self.assertRaises(ValueError, state.restore, cbor2.dumps({**self.doc, **changes}))
+        self.assertEqual(state, self.farm.state)
+
+    def test_late_errors(self) -> None:
+        """
+        A bad row far past the first batch is still found: a repeated id,
+        an unknown printer or filament, a malformed row, a filament
+        over-reserved only by jobs of several batches together.
+        """
+        jobs, printers = self.doc["jobs"], self.doc["printers"]
+        self.assertRefused(jobs=[*jobs, jobs[3]])
+        self.assertRefused(printers=[*printers, printers[35]])
+        self.assertRefused(jobs=[*jobs[:100], ["x", "nope", "f1", "a", 1, "Queued", T0, T0]])
+        self.assertRefused(jobs=[*jobs[:100], ["x", "p1", "nope", "a", 1, "Queued", T0, T0]])
+        self.assertRefused(jobs=[*jobs[:100], ["x", "p1", "f1", "a", 0, "Queued", T0, T0]])
+        self.assertRefused(printers=[*printers[:35], ["p", " ", "m", T0, T0]])
+        big = ["big", "PLA", "c", 50, 50, T0, T0]
+        heavy = [[f"h{n}", "p1", "big", "a", 1, "Queued", T0, T0] for n in range(60)]
+        self.assertRefused(filaments=[*self.doc["filaments"], big], jobs=heavy)
+        ok = FarmState()
+        ok.restore(
+            cbor2.dumps(
+                {**self.doc, "filaments": [*self.doc["filaments"], big], "jobs": heavy[:50]}
+            )
+        )
+        self.assertEqual(ok.available_weight_in_grams("big"), 0)
