@@ -12,6 +12,13 @@ does the same on any reactor, for tests.  The plugin in
 C{twisted/plugins/raft3d_plugin.py} names this module lazily, so
 C{twistd --help} does not import any of it.
 
+With C{--peer-secret-file} every peer connection authenticates with the
+cluster's shared secret (see C{docs/transport.md}).  The file is read by
+L{build}, not by L{Options}: a missing, empty or unprotected file must stop
+the node with exit status 78 (L{EXIT_CANNOT_START}, which systemd does not
+retry) rather than twistd's usage status, and no part of the node is built,
+so it never runs without the authentication it was told to require.
+
 The flags are the seed README's.  They may be spelt with one dash, as Go
 programs take them (C{-id node1 -bootstrap}), so the README's commands work
 with C{twistd -n raft3d} in place of C{./raft3d}.
@@ -20,6 +27,7 @@ with C{twistd -n raft3d} in place of C{./raft3d}.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from typing import Any, Sequence, cast
 
@@ -43,6 +51,7 @@ from raft3d.farm import FarmState
 from raft3d.raft import Member
 from raft3d.raft._node import NodeSettings, RaftNode
 from raft3d.service import (
+    EXIT_CANNOT_START,
     APISite,
     BadAddress,
     ClientPoolService,
@@ -81,6 +90,71 @@ MAX_BATCH_BYTES = 1 << 20
 The largest append batch or snapshot chunk sent when frames allow it.
 """
 
+MIN_PEER_SECRET = 16
+"""
+The fewest bytes a peer secret may have: the HMAC is only as strong as its
+key, and C{head -c 32 /dev/urandom | base64} gives 44.
+"""
+
+MAX_PEER_SECRET = 4096
+"""
+The most bytes a peer secret may have; a larger file is not a secret.
+"""
+
+
+class BadPeerSecret(Exception):
+    """
+    C{--peer-secret-file} cannot be used; the message says why and what to do.
+    """
+
+
+def read_peer_secret(path: str) -> bytes:
+    """
+    Read the peer secret from C{path}, as C{ssh} reads a private key: the
+    file must be a regular file that its group and other users cannot
+    access at all (mode C{0600} or C{0400}).  One trailing newline (C{\\n}
+    or C{\\r\\n}), as C{echo} or an editor leaves, is not part of the secret.
+
+    @raise BadPeerSecret: if the file cannot be read, is not a regular
+        file, is accessible to others, or holds an empty, too short (under
+        L{MIN_PEER_SECRET} bytes) or too long secret.
+    """
+    where = f"--peer-secret-file {path}"
+    try:
+        # O_NONBLOCK: a FIFO must not hang start-up; it is refused below.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise BadPeerSecret(f"cannot read {where}: {e.strerror}") from None
+    try:
+        # Checked on the open file, so that it cannot be swapped in between.
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise BadPeerSecret(f"{where} is not a regular file")
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o077:
+            raise BadPeerSecret(
+                f"{where} is accessible by its group or other users (mode {mode:04o});"
+                f" the secret must be private: chmod 600 {path}"
+            )
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(MAX_PEER_SECRET + 3)
+    except OSError as e:
+        raise BadPeerSecret(f"cannot read {where}: {e.strerror}") from None
+    finally:
+        os.close(fd)
+    if data.endswith(b"\n"):
+        data = data[:-2] if data.endswith(b"\r\n") else data[:-1]
+    if not data:
+        raise BadPeerSecret(f"{where} is empty")
+    if len(data) < MIN_PEER_SECRET:
+        raise BadPeerSecret(
+            f"{where} holds only {len(data)} bytes; use at least {MIN_PEER_SECRET}:"
+            f" head -c 32 /dev/urandom | base64 > {path}"
+        )
+    if len(data) > MAX_PEER_SECRET:
+        raise BadPeerSecret(f"{where} holds more than {MAX_PEER_SECRET} bytes")
+    return data
+
 
 @attrs.frozen
 class NodeConfig:
@@ -107,6 +181,7 @@ class NodeConfig:
     http_limits: HTTPLimits = HTTPLimits()
     raft_limits: ConnectionLimits = DEFAULT_RAFT_LIMITS
     handshake_timeout: float = 5.0
+    peer_secret_file: str | None = None
 
     @property
     def member(self) -> Member:
@@ -304,6 +379,16 @@ class Options(usage.Options):
             "Close a Raft connection that has not completed its hello within this many seconds.",
             _seconds("--raft-handshake-timeout"),
         ],
+        [
+            "peer-secret-file",
+            None,
+            None,
+            "File holding the cluster's shared peer secret (mode 600, at least"
+            f" {MIN_PEER_SECRET} bytes; one trailing newline is ignored). Every node must"
+            " use the same one: peers then authenticate every Raft connection, and a"
+            " process without the secret can neither join nor learn the cluster's ids."
+            " Default: no authentication.",
+        ],
     ]
 
     config: NodeConfig
@@ -353,6 +438,9 @@ class Options(usage.Options):
         cluster_id = self["cluster-id"].strip()
         if len(cluster_id) > 256:
             raise usage.UsageError("--cluster-id must be at most 256 characters")
+        peer_secret_file = self["peer-secret-file"]
+        if peer_secret_file is not None and not peer_secret_file.strip():
+            raise usage.UsageError("--peer-secret-file must name a file")
         heartbeat_ticks = max(1, round(self["heartbeat-interval"] / TICK_MS))
         election_ticks = max(1, round(self["election-timeout"] / TICK_MS))
         if election_ticks < 3 * heartbeat_ticks:
@@ -396,6 +484,7 @@ class Options(usage.Options):
                 max_per_host=self["raft-max-per-peer"],
             ),
             handshake_timeout=self["raft-handshake-timeout"],
+            peer_secret_file=peer_secret_file,
         )
 
 
@@ -433,12 +522,27 @@ def build(config: NodeConfig, reactor: Any) -> MultiService:
     """
     Build the services of one node on C{reactor} (which must provide the
     TCP, time, thread and core reactor interfaces).
+
+    If C{--peer-secret-file} cannot be used, nothing is built: the
+    returned service is empty and the process exits with status 78 as soon
+    as the reactor runs.
     """
     log = RaftService.log
     for warning in config.warnings:
         log.warn("{warning}", warning=warning)
     root = MultiService()  # type: ignore[no-untyped-call]
     fatal = FatalExit(reactor)
+    peer_secret: bytes | None = None
+    if config.peer_secret_file is not None:
+        try:
+            peer_secret = read_peer_secret(config.peer_secret_file)
+        except BadPeerSecret as e:
+            fatal(f"refusing to start: {e}", EXIT_CANNOT_START)
+            return root
+        log.info(
+            "Peer connections authenticate with the shared secret in {path}",
+            path=config.peer_secret_file,
+        )
     storage = LoadOnceStorage(DiskStorage(config.raft_dir, reactor=reactor))
     farm = FarmState()
     node: RaftNode | None = None
@@ -457,6 +561,7 @@ def build(config: NodeConfig, reactor: Any) -> MultiService:
         log=transport_logger(config.verbose),
         limits=config.raft_limits,
         handshake_timeout=config.handshake_timeout,
+        peer_secret=peer_secret,
     )
     node = RaftNode(
         config.node_id,

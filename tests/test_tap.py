@@ -5,6 +5,8 @@ it builds, the plugin that names it and the C{tac/} files.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +26,18 @@ from twisted.trial.unittest import SynchronousTestCase
 from raft3d import tap
 from raft3d.raft import Member
 from raft3d.service import (
+    EXIT_CANNOT_START,
     APISite,
     ClientPoolService,
+    FatalExit,
     HTTPLimits,
     PeerSpec,
     RaftService,
     StartupGate,
 )
 from raft3d.transport import DEFAULT_MAX_FRAME, DEFAULT_RAFT_LIMITS, ConnectionLimits
+
+from .service._fakes import LogCapture
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -233,6 +239,7 @@ class OptionsTests(SynchronousTestCase):
             "--raft-max-per-peer",
             "--raft-max-handshaking",
             "--raft-handshake-timeout",
+            "--peer-secret-file",
         ):
             self.assertIn(flag, text)
 
@@ -279,6 +286,133 @@ class OptionsTests(SynchronousTestCase):
         ):
             e = self.assertRaises(UsageError, parse, [*SEED_NODE1, *extra])
             self.assertIn(fragment, str(e))
+
+
+SECRET_TEXT = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0xMg=="
+
+
+class PeerSecretTests(SynchronousTestCase):
+    """
+    C{--peer-secret-file} and L{tap.read_peer_secret}.
+    """
+
+    def setUp(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="raft3d-test-")
+        self.addCleanup(_remove_tree, self.dir)
+
+    def write(self, content: bytes, mode: int = 0o600, name: str = "peer-secret") -> str:
+        path = os.path.join(self.dir, name)
+        with open(path, "wb") as f:
+            f.write(content)
+        os.chmod(path, mode)
+        return path
+
+    def refused(self, path: str, *fragments: str) -> None:
+        e = self.assertRaises(tap.BadPeerSecret, tap.read_peer_secret, path)
+        self.assertIn(f"--peer-secret-file {path}", str(e))
+        for fragment in fragments:
+            self.assertIn(fragment, str(e))
+
+    def test_flag(self) -> None:
+        """
+        The flag is off by default and keeps the path (not the secret) in
+        the configuration; an empty path is a usage error.
+        """
+        self.assertIsNone(parse(SEED_NODE1).config.peer_secret_file)
+        config = parse([*SEED_NODE1, "--peer-secret-file", "/etc/raft3d/peer-secret"]).config
+        self.assertEqual(config.peer_secret_file, "/etc/raft3d/peer-secret")
+        go = parse([*SEED_NODE1, "-peer-secret-file", "/etc/raft3d/peer-secret"]).config
+        self.assertEqual(go, config)
+        e = self.assertRaises(UsageError, parse, [*SEED_NODE1, "--peer-secret-file", " "])
+        self.assertIn("--peer-secret-file must name a file", str(e))
+
+    def test_read(self) -> None:
+        """
+        The secret is the file's bytes without one trailing newline (as
+        C{base64} or an editor leaves it, C{\\n} or C{\\r\\n}); mode 0600 and
+        0400 are accepted.
+        """
+        secret = SECRET_TEXT.encode()
+        for content, mode in (
+            (secret, 0o600),
+            (secret + b"\n", 0o600),
+            (secret + b"\r\n", 0o400),
+        ):
+            self.assertEqual(tap.read_peer_secret(self.write(content, mode)), secret)
+        self.assertEqual(tap.read_peer_secret(self.write(secret + b"\n\n")), secret + b"\n")
+        binary = bytes(range(256))
+        self.assertEqual(tap.read_peer_secret(self.write(binary)), binary)
+
+    def test_unreadable(self) -> None:
+        """
+        A missing file, a directory or a FIFO is refused, saying why.
+        """
+        self.refused(os.path.join(self.dir, "missing"), "cannot read", "No such file")
+        self.refused(self.dir, "not a regular file")
+        fifo = os.path.join(self.dir, "fifo")
+        os.mkfifo(fifo, 0o600)
+        self.refused(fifo, "not a regular file")
+
+    def test_empty_or_short(self) -> None:
+        """
+        An empty file (or one holding only a newline) is refused, and so is
+        a secret shorter than 16 bytes or longer than 4096.
+        """
+        self.refused(self.write(b""), "is empty")
+        self.refused(self.write(b"\n"), "is empty")
+        self.refused(self.write(b"123456789012345"), "only 15 bytes", "/dev/urandom")
+        self.assertEqual(tap.read_peer_secret(self.write(b"1234567890123456")), b"1234567890123456")
+        self.refused(self.write(b"x" * 4097), "more than 4096 bytes")
+
+    def test_permissions(self) -> None:
+        """
+        Like an ssh key, the file must not be accessible to its group or
+        other users at all; the error says how to fix it.
+        """
+        for mode in (0o640, 0o604, 0o620, 0o602, 0o610, 0o644, 0o666):
+            path = self.write(SECRET_TEXT.encode(), mode)
+            self.refused(path, f"mode {mode:04o}", f"chmod 600 {path}")
+
+    def test_build_with_secret(self) -> None:
+        """
+        L{tap.build} reads the file and gives its secret to the transport.
+        """
+        path = self.write(SECRET_TEXT.encode() + b"\n")
+        config = parse([*SEED_NODE1, "--peer-secret-file", path]).config
+        transport = children(tap.build(config, MemoryReactorClock()))["raft"]._transport
+        self.assertTrue(transport.authenticates)
+        self.assertEqual(transport._peer_secret, SECRET_TEXT.encode())
+        self.assertNotIn(SECRET_TEXT, repr(config))
+        plain = children(tap.build(parse(SEED_NODE1).config, MemoryReactorClock()))
+        self.assertFalse(plain["raft"]._transport.authenticates)
+
+    def test_build_refuses_bad_secret(self) -> None:
+        """
+        With an unusable secret file, L{tap.build} builds nothing (no
+        listener, no storage) and arranges for the process to log why and
+        exit with status 78 as soon as the reactor runs.
+        """
+        log = LogCapture()
+        log.install(self)
+        path = self.write(SECRET_TEXT.encode(), 0o644)
+        reactor = MemoryReactorClock()
+        root = tap.build(parse([*SEED_NODE1, "--peer-secret-file", path]).config, reactor)
+        self.assertEqual(list(root), [])
+        [(exit_now, _, _)] = reactor.triggers["after"]["shutdown"]
+        fatal = exit_now.__self__
+        self.assertIsInstance(fatal, FatalExit)
+        self.assertEqual(fatal.status, EXIT_CANNOT_START)
+        self.assertIn(f"--peer-secret-file {path} is accessible", fatal.reason)
+        self.assertEqual(len(reactor.whenRunningHooks), 1)
+        self.assertTrue(log.matching("Fatal: refusing to start", "Exiting with status 78"))
+        root.startService()
+        self.assertEqual((reactor.tcpServers, reactor.tcpClients), ([], []))
+
+
+def _remove_tree(path: str) -> None:
+    for name in os.listdir(path):
+        os.unlink(os.path.join(path, name))
+    os.rmdir(path)
 
 
 def children(service: MultiService) -> dict[str, Any]:

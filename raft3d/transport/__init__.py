@@ -1,5 +1,6 @@
 """
-The peer transport: CBOR frames over TCP with a cluster handshake.
+The peer transport: CBOR frames over TCP with a cluster handshake, which a
+shared peer secret turns into a mutual HMAC challenge-response.
 
 L{TCPPeerTransport} implements L{raft3d.raft.IPeerTransport}; the wire
 format and handshake are specified in C{docs/transport.md}.

@@ -9,6 +9,16 @@ depends on the rest of the node (which cluster we are in, what a connection
 is for, where messages go) is asked of a L{ConnectionOwner}, so the same
 class serves outbound links, inbound connections and probes.
 
+With a peer secret the handshake has an authentication step (see
+L{raft3d.transport._wire}): the acceptor challenges the initiator's hello
+and judges it only once the initiator's C{auth} frame is verified, then
+answers with its hello and C{auth}; the initiator judges the answer only
+once that C{auth} is verified.  Until then the connection is not a member
+connection and carries no Raft message either way, and the handshake
+timeout covers the whole exchange.  Authentication refusals are logged
+through a shared L{ThrottledLog}: they are what a stranger can cause at
+will.
+
 Nothing raised while handling received bytes escapes into Twisted: a peer
 that sends garbage loses its connection, with a log line saying why, and
 the node goes on.
@@ -23,9 +33,11 @@ follow one that made us drop the connection.
 from __future__ import annotations
 
 import enum
+import os
 from typing import Any
 from typing import Protocol as _TypingProtocol
 
+import attrs
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import (
     IAddress,
@@ -41,14 +53,24 @@ from zope.interface import implementer
 
 from raft3d.raft import Message, ProtocolError, decode_message
 
+from ._limits import ThrottledLog
 from ._wire import (
     HEADER,
+    NONCE_SIZE,
     Frame,
     Hello,
+    Role,
     UnsupportedVersion,
     Verdict,
+    auth_mac,
+    auth_map,
+    auth_transcript,
+    challenge_map,
     decode_payload,
     encode_frame,
+    judge_auth,
+    judge_nonce,
+    nonce_field,
     reject_map,
     shorten,
 )
@@ -98,6 +120,20 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
+class _Step(enum.Enum):
+    """
+    Where an authenticated handshake stands (only used with a secret).
+    """
+
+    #: Initiator: hello sent, waiting for the acceptor's challenge.
+    #: Acceptor: waiting for the initiator's hello.
+    HELLO = "hello"
+    #: Initiator: auth sent, waiting for the acceptor's hello.
+    ANSWER = "answer"
+    #: Either side: waiting for the peer's auth frame.
+    AUTH = "auth"
+
+
 def describe_address(address: IAddress | None) -> str:
     """
     C{host:port} of a TCP address, or its C{repr} for anything else.
@@ -120,7 +156,12 @@ class PeerConnection(Protocol):
     and once they would exceed C{max_buffer} further frames are dropped
     (Raft retries) instead of growing the buffer without bound.
 
-    @ivar remote: the peer's hello, once received.
+    With a C{secret}, the handshake authenticates both sides first (see the
+    module docstring); C{auth_log} then throttles the log lines of refused
+    authentications.
+
+    @ivar remote: the peer's hello, once received (with a secret: once
+        authenticated).
     @ivar member: whether Raft messages may flow on this connection.
     @ivar close_reason: why we closed it, if we did.
     """
@@ -139,6 +180,8 @@ class PeerConnection(Protocol):
         max_frame: int,
         max_buffer: int,
         handshake_timeout: float,
+        secret: bytes | None = None,
+        auth_log: ThrottledLog | None = None,
     ) -> None:
         self._owner = owner
         self._initiator = initiator
@@ -158,6 +201,16 @@ class PeerConnection(Protocol):
         self._dropped_frames = 0
         self._lost = False
         self._lost_waiters: list[Deferred[None]] = []
+        self._secret = secret
+        self._auth_log = auth_log
+        self._step = _Step.HELLO
+        # The hellos of an authenticated handshake: the initiator's (sent
+        # or received) and, on the initiator, the acceptor's answer while
+        # its auth frame is awaited.
+        self._initiator_hello: Hello | None = None
+        self._answer: Hello | None = None
+        self._nonce = b""
+        self._peer_nonce = b""
 
     # -- reporting ------------------------------------------------------
 
@@ -212,7 +265,12 @@ class PeerConnection(Protocol):
             registerProducer(self, True)
         self._timer = self._clock.callLater(self._handshake_timeout, self._handshake_timed_out)
         if self._initiator:
-            self._write(encode_frame(self._owner.local_hello().to_wire()))
+            hello = self._owner.local_hello()
+            if self._secret is not None:
+                self._nonce = os.urandom(NONCE_SIZE)
+                hello = attrs.evolve(hello, nonce=self._nonce)
+                self._initiator_hello = hello
+            self._write(encode_frame(hello.to_wire()))
 
     def dataReceived(self, data: bytes) -> None:
         if self._state is _State.CLOSED:
@@ -378,8 +436,15 @@ class PeerConnection(Protocol):
             self._hello_received(value)
         elif kind == "reject":
             self._reject_received(value)
+        elif kind == "challenge":
+            self._challenge_received(value)
+        elif kind == "auth":
+            self._auth_received(value)
         elif self._state is _State.HANDSHAKE:
-            self._drop(f"{shorten(repr(kind), 40)} frame before the hello")
+            if self._initiator_hello is None and self.remote is None:
+                self._drop(f"{shorten(repr(kind), 40)} frame before the hello")
+            else:
+                self._drop(f"{shorten(repr(kind), 40)} frame before the handshake completed")
         elif not self.member:
             self._drop("Raft message on a connection from outside our cluster")
         elif not isinstance(kind, str):
@@ -399,6 +464,25 @@ class PeerConnection(Protocol):
         except ProtocolError as e:
             self._drop(f"malformed hello: {e}")
             return
+        if self._secret is None:
+            refusal = judge_nonce(secret=False, nonce=hello.nonce)
+            if refusal is not None:
+                self._refuse(refusal, hello)
+                return
+            self._conclude(hello)
+        elif self._initiator:
+            self._answer_received(hello)
+        elif self._step is not _Step.HELLO:
+            self._drop("second hello")
+        else:
+            self._challenge(hello)
+
+    def _conclude(self, hello: Hello) -> None:
+        """
+        Judge the peer's hello (with a secret: now that the peer has proved
+        it knows it) and, if accepted, answer it (on the accepting side)
+        and become ready.
+        """
         self.remote = hello
         verdict = self._owner.judge(self, hello)
         if not verdict.accept:
@@ -407,10 +491,143 @@ class PeerConnection(Protocol):
         self.member = verdict.member
         if not self._initiator:
             # After judge(): the answer carries a cluster id adopted from it.
-            self._write(encode_frame(self._owner.local_hello().to_wire()))
+            answer = self._owner.local_hello()
+            if self._secret is None:
+                self._write(encode_frame(answer.to_wire()))
+            else:
+                answer = attrs.evolve(answer, nonce=self._nonce)
+                self._write(encode_frame(answer.to_wire()))
+                self._send_auth("acceptor", answer)
         self._state = _State.READY
         self._cancel_timer()
         self._owner.ready(self)
+
+    # -- authentication (only with a secret) ----------------------------
+
+    def _challenge(self, hello: Hello) -> None:
+        """
+        Acceptor: the initiator said hello; ask it to prove it knows the
+        secret before judging, let alone answering, its hello.
+        """
+        refusal = judge_nonce(secret=True, nonce=hello.nonce)
+        if refusal is not None:
+            self._refuse(refusal, hello)
+            return
+        self._initiator_hello = hello
+        self._peer_nonce = hello.nonce
+        self._nonce = os.urandom(NONCE_SIZE)
+        self._step = _Step.AUTH
+        self._write(encode_frame(challenge_map(self._nonce)))
+
+    def _challenge_received(self, raw: dict[Any, Any]) -> None:
+        """
+        Initiator: the acceptor asks us to authenticate.
+        """
+        if self._secret is None:
+            self._refuse(
+                "peer authentication refused: the peer requires a peer secret and this"
+                " node has none (--peer-secret-file)"
+            )
+            return
+        if not self._initiator or self._state is not _State.HANDSHAKE:
+            self._drop("unexpected challenge frame")
+            return
+        if self._step is not _Step.HELLO:
+            self._drop("second challenge")
+            return
+        try:
+            self._peer_nonce = nonce_field(raw, "challenge")
+        except ProtocolError as e:
+            self._drop(f"malformed challenge: {e}")
+            return
+        assert self._initiator_hello is not None
+        self._step = _Step.ANSWER
+        self._send_auth("initiator", None)
+
+    def _answer_received(self, hello: Hello) -> None:
+        """
+        Initiator: the acceptor's hello, which must follow our auth frame
+        and carry the nonce of its challenge.
+        """
+        if self._step is _Step.HELLO:
+            self._refuse(
+                "peer authentication failed: the peer answered without a challenge"
+                " (it has no peer secret, and this node requires one)",
+                hello,
+            )
+            return
+        if self._step is not _Step.ANSWER:
+            self._drop("second hello")
+            return
+        if hello.nonce != self._peer_nonce:
+            self._refuse(
+                "peer authentication failed: the hello's nonce is not the challenge's", hello
+            )
+            return
+        self._answer = hello
+        self._step = _Step.AUTH
+
+    def _auth_received(self, raw: dict[Any, Any]) -> None:
+        if self._secret is not None and (
+            self._state is not _State.HANDSHAKE or self._step is not _Step.AUTH
+        ):
+            self._drop("unexpected auth frame")
+            return
+        claimed = self._answer if self._initiator else self._initiator_hello
+        refusal = judge_auth(secret=self._secret, transcript=self._peer_transcript(), raw=raw)
+        if refusal is not None:
+            self._refuse(refusal, claimed)
+            return
+        assert claimed is not None
+        self._conclude(claimed)
+
+    def _peer_transcript(self) -> bytes:
+        """
+        The transcript the peer's auth frame must cover (C{b""} when there
+        is none yet: the frame is refused before it matters).
+        """
+        initiator = self._initiator_hello
+        if initiator is None:
+            return b""
+        if self._initiator:
+            return auth_transcript(
+                "acceptor",
+                initiator=initiator,
+                initiator_nonce=self._nonce,
+                acceptor_nonce=self._peer_nonce,
+                acceptor=self._answer,
+            )
+        return auth_transcript(
+            "initiator",
+            initiator=initiator,
+            initiator_nonce=self._peer_nonce,
+            acceptor_nonce=self._nonce,
+        )
+
+    def _send_auth(self, role: Role, answer: Hello | None) -> None:
+        """
+        Prove that we know the secret: C{role}'s HMAC over this
+        connection's transcript (C{answer} is our hello, as the acceptor).
+        """
+        secret = self._secret
+        initiator = self._initiator_hello
+        assert secret is not None and initiator is not None
+        if role == "initiator":
+            transcript = auth_transcript(
+                role,
+                initiator=initiator,
+                initiator_nonce=self._nonce,
+                acceptor_nonce=self._peer_nonce,
+            )
+        else:
+            transcript = auth_transcript(
+                role,
+                initiator=initiator,
+                initiator_nonce=self._peer_nonce,
+                acceptor_nonce=self._nonce,
+                acceptor=answer,
+            )
+        self._write(encode_frame(auth_map(auth_mac(secret, transcript))))
 
     def _reject_received(self, raw: dict[Any, Any]) -> None:
         reason = raw.get("reason")
@@ -446,9 +663,34 @@ class PeerConnection(Protocol):
         )
         self.close(reason, notify=True)
 
+    def _refuse(self, reason: str, claimed: Hello | None = None) -> None:
+        """
+        The peer failed (or cannot take part in) authentication: tell it
+        why and close, logging through the throttled log because a stranger
+        can make us do this as often as it likes.  The log line names the
+        node id the peer claimed, which is unproven.
+        """
+        if self._state is _State.CLOSED:
+            return
+        reason = shorten(reason)
+        peer = self.describe()
+        if claimed is not None and self.remote is None:
+            peer += f", which claims to be node {shorten(repr(claimed.node_id), 60)}"
+        if self._auth_log is not None:
+            self._auth_log.warn("Refused {peer}: {reason}", peer=peer, reason=reason)
+        else:
+            self._log.warn("Refused {peer}: {reason}", peer=peer, reason=reason)
+        self.close(reason, notify=True)
+
     def _handshake_timed_out(self) -> None:
         self._timer = None
-        self._drop(f"no hello within {self._handshake_timeout} seconds")
+        if self.remote is None and self._initiator_hello is None:
+            self._drop(f"no hello within {self._handshake_timeout} seconds")
+        else:
+            self._drop(
+                f"handshake (peer authentication) not completed within"
+                f" {self._handshake_timeout} seconds"
+            )
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

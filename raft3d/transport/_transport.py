@@ -36,7 +36,13 @@ from zope.interface import implementer
 
 from raft3d.raft import IPeerTransport, Message, encode_message
 
-from ._limits import DEFAULT_RAFT_LIMITS, Admission, ConnectionLimiter, ConnectionLimits
+from ._limits import (
+    DEFAULT_RAFT_LIMITS,
+    Admission,
+    ConnectionLimiter,
+    ConnectionLimits,
+    ThrottledLog,
+)
 from ._protocol import ConnectionOwner, PeerConnection
 from ._wire import (
     DEFAULT_MAX_FRAME,
@@ -162,7 +168,9 @@ class _Probe(ClientFactory):
     connection and its result, in one place.
 
     The probe says hello with an empty cluster id, so the node it reaches
-    answers whatever cluster it is in and never adopts ours.
+    answers whatever cluster it is in and never adopts ours.  With a peer
+    secret the probe authenticates like any connection: a node that has a
+    secret answers only probes from nodes that share it.
     """
 
     noisy = False
@@ -272,7 +280,13 @@ class TCPPeerTransport:
     @param limits: caps on inbound connections: in total, per remote host,
         and still in their handshake (see L{ConnectionLimiter}).
     @param handshake_timeout: seconds a connection has to complete its
-        hello exchange.
+        hello exchange (authentication included).
+    @param peer_secret: the cluster's shared secret, or L{None}.  With a
+        secret, every connection (probes included) proves both ends know
+        it, with an HMAC over a transcript of both hellos and fresh nonces,
+        before anything else: a peer that cannot is refused before it
+        learns our node or cluster id.  Nodes with and without a secret
+        cannot talk to each other.  See C{docs/transport.md}.
     """
 
     def __init__(
@@ -296,9 +310,12 @@ class TCPPeerTransport:
         handshake_timeout: float = 5.0,
         probe_timeout: float = 5.0,
         limits: ConnectionLimits = DEFAULT_RAFT_LIMITS,
+        peer_secret: bytes | None = None,
     ) -> None:
         if not node_id:
             raise ValueError("node_id must not be empty")
+        if peer_secret is not None and not peer_secret:
+            raise ValueError("peer_secret must not be empty (use None for no secret)")
         self._tcp = reactor
         self._clock = IReactorTime(reactor)
         self._node_id = node_id
@@ -319,6 +336,8 @@ class TCPPeerTransport:
         self._probe_timeout = probe_timeout
         self._limiter = ConnectionLimiter("Raft port", limits, self._clock, self._log)
         self._admissions: dict[PeerConnection, Admission] = {}
+        self._peer_secret = peer_secret
+        self._auth_refusals = ThrottledLog(self._clock, self._log)
 
         self._state: _State = "new"
         self._receiver: Callable[[Message], None] | None = None
@@ -338,6 +357,14 @@ class TCPPeerTransport:
     @property
     def node_id(self) -> str:
         return self._node_id
+
+    @property
+    def authenticates(self) -> bool:
+        """
+        Whether this transport has a peer secret, so that every connection
+        authenticates.
+        """
+        return self._peer_secret is not None
 
     @property
     def cluster_id(self) -> str:
@@ -516,6 +543,8 @@ class TCPPeerTransport:
             max_frame=self._max_frame,
             max_buffer=self._max_buffer,
             handshake_timeout=self._handshake_timeout,
+            secret=self._peer_secret,
+            auth_log=self._auth_refusals,
         )
         self._conns.add(conn)
         conn.when_lost().addCallback(lambda _: self._conns.discard(conn))

@@ -14,16 +14,28 @@ decoders do surprising work: big numbers, shared references that build
 cycles, regular expressions).  Every failure is a L{ProtocolError}, so a
 caller has one exception to catch.
 
-The handshake decision, L{judge_hello}, is a pure function so that its
-whole table can be tested without a connection.
+The handshake decisions, L{judge_hello}, L{judge_nonce} and L{judge_auth},
+are pure functions so that their whole tables can be tested without a
+connection.
+
+With a shared peer secret the handshake also proves that each side knows
+it: the acceptor answers a hello with a C{challenge} (a fresh nonce and
+nothing else), the initiator answers that with an C{auth} frame, an
+HMAC-SHA256 over L{auth_transcript}, and only then does the acceptor judge
+the hello and answer with its own hello and C{auth}.  A stranger therefore
+learns nothing about the node (not even its node or cluster id) and cannot
+make it adopt a cluster id; the nonces make every transcript unique, so an
+C{auth} frame recorded on one connection is worthless on the next.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 import struct
 from collections.abc import Iterator, Mapping
-from typing import Any, Callable, NoReturn
+from typing import Any, Callable, Literal, NoReturn
 
 import attrs
 import cbor2
@@ -58,6 +70,29 @@ The longest node or cluster id accepted in a hello.
 MAX_ADDR_LENGTH = 300
 """
 The longest advertised address accepted in a hello.
+"""
+
+NONCE_SIZE = 16
+"""
+The length of a handshake nonce, in bytes (C{os.urandom(16)}).
+"""
+
+MAC_SIZE = hashlib.sha256().digest_size
+"""
+The length of an C{auth} frame's HMAC-SHA256, in bytes.
+"""
+
+AUTH_CONTEXT = "raft3d peer auth"
+"""
+The first item of every authenticated transcript: an HMAC made with the
+peer secret for this purpose can never be mistaken for one made for another.
+"""
+
+Role = Literal["initiator", "acceptor"]
+"""
+Which side of a connection computed an HMAC: the one that dialled, or the
+one that accepted.  It is part of the transcript, so that one side's
+C{auth} frame cannot be reflected back as the other's.
 """
 
 Frame = tuple[bytes, bytes]
@@ -158,12 +193,16 @@ class Hello:
         the bootstrap node needs it, to write every member's address into
         the first configuration; it travels as the optional C{"http"} key,
         which older peers omit and ignore.
+    @ivar nonce: L{NONCE_SIZE} fresh random bytes from a node that has a
+        peer secret, C{b""} from one that has none; it travels as the
+        optional C{"nonce"} key.
     """
 
     cluster_id: str
     node_id: str
     addr: str
     http_addr: str = ""
+    nonce: bytes = b""
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {
@@ -175,6 +214,8 @@ class Hello:
         }
         if self.http_addr:
             wire["http"] = self.http_addr
+        if self.nonce:
+            wire["nonce"] = self.nonce
         return wire
 
     @classmethod
@@ -203,7 +244,83 @@ class Hello:
             node_id=node_id,
             addr=_string_field(raw, "addr", MAX_ADDR_LENGTH),
             http_addr=_string_field(raw, "http", MAX_ADDR_LENGTH) if "http" in raw else "",
+            nonce=nonce_field(raw, "hello") if "nonce" in raw else b"",
         )
+
+
+def nonce_field(raw: Mapping[Any, Any], frame: str) -> bytes:
+    """
+    The C{"nonce"} of a decoded C{hello} or C{challenge} map.
+
+    @raise ProtocolError: unless it is exactly L{NONCE_SIZE} bytes.
+    """
+    value = raw.get("nonce")
+    if not isinstance(value, bytes) or len(value) != NONCE_SIZE:
+        raise ProtocolError(f"{frame} field 'nonce' must be {NONCE_SIZE} bytes")
+    return value
+
+
+def challenge_map(nonce: bytes) -> dict[str, Any]:
+    """
+    The map of a C{challenge} frame: an acceptor with a peer secret sends it
+    instead of its hello, and answers the initiator's C{auth} frame with
+    its hello.
+    """
+    return {"type": "challenge", "nonce": nonce}
+
+
+def auth_map(mac: bytes) -> dict[str, Any]:
+    """
+    The map of an C{auth} frame, carrying L{auth_mac} of the transcript.
+    """
+    return {"type": "auth", "mac": mac}
+
+
+def _hello_fields(hello: Hello) -> list[str]:
+    return [hello.node_id, hello.cluster_id, hello.addr, hello.http_addr]
+
+
+def auth_transcript(
+    role: Role,
+    *,
+    initiator: Hello,
+    initiator_nonce: bytes,
+    acceptor_nonce: bytes,
+    acceptor: Hello | None = None,
+) -> bytes:
+    """
+    What an C{auth} frame's HMAC covers: L{AUTH_CONTEXT}, the protocol
+    version, C{role} (who computed it), every identity field of the
+    initiator's hello (node id, cluster id, raft and HTTP address), both
+    nonces and, from the acceptor, the same fields of its own hello.
+
+    The initiator authenticates before the acceptor has said who it is, so
+    its transcript has no acceptor hello (C{None} in that place); the
+    acceptor's nonce still ties it to this one connection.  The encoding is
+    canonical CBOR of an array, so no two different transcripts can encode
+    to the same bytes.
+    """
+    return bytes(
+        cbor2.dumps(
+            [
+                AUTH_CONTEXT,
+                PROTOCOL_VERSION,
+                role,
+                _hello_fields(initiator),
+                initiator_nonce,
+                acceptor_nonce,
+                _hello_fields(acceptor) if acceptor is not None else None,
+            ],
+            canonical=True,
+        )
+    )
+
+
+def auth_mac(secret: bytes, transcript: bytes) -> bytes:
+    """
+    HMAC-SHA256 of C{transcript} under the peer secret.
+    """
+    return hmac.new(secret, transcript, hashlib.sha256).digest()
 
 
 def reject_map(reason: str) -> dict[str, Any]:
@@ -275,6 +392,51 @@ def judge_hello(
     if not local_cluster:
         return Verdict(accept=True, member=True, adopt=hello.cluster_id)
     return _MEMBER
+
+
+def judge_nonce(*, secret: bool, nonce: bytes) -> str | None:
+    """
+    Decide whether a peer's hello (C{nonce} is its L{Hello.nonce}) fits our
+    way of shaking hands; return why not, or L{None} if it does.
+
+    A node with a peer secret (C{secret}) talks only to peers that
+    authenticate, and one without talks only to peers that do not: the
+    mismatch is a configuration error on one side, and saying so at once
+    beats a connection that can never carry anything.
+    """
+    if secret and not nonce:
+        return (
+            "peer authentication failed: the peer sent no nonce (this node requires"
+            " the cluster's --peer-secret-file and the peer has none)"
+        )
+    if nonce and not secret:
+        return (
+            "peer authentication refused: the peer uses a peer secret and this node"
+            " has none (--peer-secret-file)"
+        )
+    return None
+
+
+def judge_auth(*, secret: bytes | None, transcript: bytes, raw: Mapping[Any, Any]) -> str | None:
+    """
+    Decide whether a decoded C{auth} frame proves that its sender knows
+    C{secret}, for this C{transcript}; return why not, or L{None} if it
+    does.
+
+    The comparison takes the same time whatever the bytes
+    (L{hmac.compare_digest}), so a stranger cannot guess a MAC byte by byte.
+    """
+    if secret is None:
+        return (
+            "peer authentication refused: the peer sent an auth frame and this node"
+            " has no peer secret (--peer-secret-file)"
+        )
+    mac = raw.get("mac")
+    if not isinstance(mac, bytes) or len(mac) != MAC_SIZE:
+        return f"peer authentication failed: auth field 'mac' must be {MAC_SIZE} bytes"
+    if not hmac.compare_digest(mac, auth_mac(secret, transcript)):
+        return "peer authentication failed: the peer does not know this cluster's peer secret"
+    return None
 
 
 def parse_address(addr: str) -> tuple[str, int]:

@@ -10,6 +10,11 @@ cluster: C{--bootstrap} with C{--peers} naming itself).
     do not keep a normal client from being served, and each of them is
     closed, by the request deadline (408) or to make room for newcomers.
   - A burst of garbage connections on both ports leaves the node healthy.
+  - A three-node cluster started with C{--peer-secret-file}: a process that
+    knows the cluster id (and even a member's node id) but not the secret
+    is refused on every node before its vote of term 1000 is read, learns
+    neither the cluster id nor a node id from a discovery hello, and the
+    cluster's terms do not move while it still takes writes.
 
 Every wait is for a condition, with a deadline; nothing sleeps for
 correctness.  The node runs with short timeouts (C{--http-request-timeout
@@ -18,6 +23,8 @@ correctness.  The node runs with short timeouts (C{--http-request-timeout
 
 from __future__ import annotations
 
+import base64
+import os
 import random
 import struct
 from typing import Any, Coroutine
@@ -36,7 +43,7 @@ from raft3d.devcluster import NodeSpec
 from raft3d.raft import AppendEntries, Entry, EntryType, Heartbeat, RequestVote, encode_message
 from raft3d.testing import ProcessCluster
 from raft3d.transport import parse_address
-from raft3d.transport._wire import HEADER, Hello, decode_payload, encode_frame
+from raft3d.transport._wire import HEADER, Hello, auth_map, decode_payload, encode_frame
 
 from ..service._rawhttp import parse_responses
 
@@ -312,3 +319,126 @@ class HostileClientTests(TestCase):
         refused = [line for line in lines if "refused a connection" in line]
         self.assertLessEqual(len(refused), 3, refused)
         self.assertTrue(any("Dropping connection with" in line for line in lines), c.tails())
+
+
+SECRET_CLUSTER = "secret-farm"
+
+
+class AuthenticatedClusterTests(TestCase):
+    """
+    Strangers against a real three-node cluster whose peers share a secret.
+    """
+
+    timeout = 180
+
+    def setUp(self) -> None:
+        self.cluster = ProcessCluster(self, reactor, nodes=3)
+        secret_file = os.path.join(self.cluster.directory, "peer-secret")
+        with open(secret_file, "wb") as f:
+            f.write(base64.b64encode(os.urandom(32)) + b"\n")
+        os.chmod(secret_file, 0o600)
+        self.cluster.extra_args = (
+            "--peer-secret-file",
+            secret_file,
+            "--raft-handshake-timeout",
+            "2",
+            # Fewer spurious elections on a loaded machine: the test
+            # compares terms before and after the attack.
+            "--election-timeout",
+            "1500",
+        )
+        # The bootstrap node names the cluster, so the test knows its id as
+        # a stranger might (guessed, or read from an old log).
+        spec = self.cluster.specs["node1"]
+        self.cluster.specs["node1"] = TunedSpec(
+            name=spec.name,
+            raft_addr=spec.raft_addr,
+            http_addr=spec.http_addr,
+            raft_dir=spec.raft_dir,
+            bootstrap=spec.bootstrap,
+            peers=spec.peers,
+            extra=("--cluster-id", SECRET_CLUSTER),
+        )
+        self.cluster.start_all()
+
+    def test_strangers_with_the_cluster_id(self) -> Deferred[None]:
+        """
+        On every node, strangers that claim another member's node id are
+        refused: a hello with the right cluster id but no nonce, one with a
+        nonce that answers the challenge with a made-up MAC, a discovery
+        hello, and one that never answers the challenge (dropped after the
+        handshake timeout).  All but the last follow up with a vote (and
+        entries and heartbeats) of term 1000 that no node acts on, and none
+        of them receives the cluster id or a node id.  The nodes' terms
+        stay where they were and the cluster still takes writes.
+        """
+
+        async def body() -> None:
+            c = self.cluster
+            leader = await c.converged()
+            for name in c.specs:
+                if not any(
+                    "authenticate with the shared secret" in line for line in c.output(name).lines
+                ):
+                    c.fail(f"{name} did not say it authenticates its peers")
+            before = {name: (await c.ok("GET", name, "/status"))["term"] for name in c.specs}
+            connections: list[tuple[str, RawConnection]] = []
+            for name, spec in c.specs.items():
+                claimed = Hello(
+                    cluster_id=SECRET_CLUSTER,
+                    node_id="node2" if name != "node2" else "node3",
+                    addr="127.0.0.1:1",
+                )
+                with_nonce = attrs.evolve(claimed, nonce=os.urandom(16))
+                attacks = [
+                    ("sent no nonce", frame(claimed.to_wire()) + DISRUPTIVE),
+                    (
+                        "does not know this cluster's peer secret",
+                        frame(with_nonce.to_wire()) + frame(auth_map(os.urandom(32))) + DISRUPTIVE,
+                    ),
+                    (
+                        "sent no nonce",
+                        frame(attrs.evolve(claimed, cluster_id="").to_wire()) + DISRUPTIVE,
+                    ),
+                    ("not completed within", frame(with_nonce.to_wire())),
+                ]
+                for reason, data in attacks:
+                    conn = await connect(spec.raft_addr)
+                    conn.send(data)
+                    connections.append((reason, conn))
+            await self.closed([conn for _, conn in connections])
+            for reason, conn in connections:
+                rejects = [f for f in conn.frames() if f.get("type") == "reject"]
+                if not rejects or reason not in rejects[-1]["reason"]:
+                    c.fail(f"expected a reject saying {reason!r}, got {conn.frames()}")
+                self.assertEqual(
+                    {f["type"] for f in conn.frames()} - {"challenge", "reject"}, set()
+                )
+                for secret in (SECRET_CLUSTER.encode(), b"node1", b"node2", b"node3"):
+                    self.assertNotIn(secret, conn.received, conn.frames())
+            after = {name: (await c.ok("GET", name, "/status"))["term"] for name in c.specs}
+            self.assertEqual(after, before, c.tails())
+            await c.ok("POST", leader, "/api/v1/printers", {"company": "A", "model": "B"}, 201)
+            for name in c.specs:
+                lines = c.output(name).lines
+                if any("Traceback" in line for line in lines):
+                    c.fail(f"{name} logged a traceback")
+                refused = [line for line in lines if "Refused" in line]
+                # Four refusals per node, logged a few lines at a time.
+                self.assertTrue(1 <= len(refused) <= 3, (name, refused))
+
+        async def guarded() -> None:
+            try:
+                await body()
+            except self.failureException:
+                raise
+            except Exception as e:
+                self.cluster.fail(f"{type(e).__name__}: {e}")
+
+        return Deferred.fromCoroutine(guarded())
+
+    async def closed(self, connections: list[RawConnection]) -> None:
+        async def all_closed() -> bool:
+            return all(conn.closed for conn in connections)
+
+        await self.cluster.wait_for("the nodes to drop every stranger", all_closed, deadline=20)

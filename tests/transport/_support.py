@@ -1,7 +1,8 @@
 """
-Fixtures shared by the transport tests: log capture, frame helpers, a
-single protocol on a L{StringTransport}, and an in-memory network of
-transports joined by L{twisted.test.iosim} pumps.
+Fixtures shared by the transport tests: log capture, frame helpers (for
+the authenticated handshake too), a single protocol on a
+L{StringTransport}, and an in-memory network of transports joined by
+L{twisted.test.iosim} pumps.
 """
 
 from __future__ import annotations
@@ -38,7 +39,16 @@ from raft3d.raft import (
 )
 from raft3d.transport import TCPPeerTransport
 from raft3d.transport._protocol import PeerConnection
-from raft3d.transport._wire import HEADER, PROTOCOL_VERSION, decode_payload
+from raft3d.transport._wire import (
+    HEADER,
+    PROTOCOL_VERSION,
+    Hello,
+    auth_mac,
+    auth_map,
+    auth_transcript,
+    challenge_map,
+    decode_payload,
+)
 
 PEER_ADDRESS = IPv4Address("TCP", "10.9.8.7", 4321)
 
@@ -82,6 +92,9 @@ def raw_frame(payload: bytes) -> bytes:
 
 
 def hello(node: str = "b", cluster: str = "C", addr: str = "10.9.8.7:7001", **extra: Any) -> bytes:
+    """
+    A hello frame; C{extra} adds keys (C{nonce=...}) or replaces them.
+    """
     value: dict[str, Any] = {
         "type": "hello",
         "v": PROTOCOL_VERSION,
@@ -349,3 +362,61 @@ cbor_values: st.SearchStrategy[Any] = st.recursive(
 """
 Arbitrary CBOR-encodable values (no tags).
 """
+
+
+# -- authenticated handshakes ----------------------------------------------
+
+SECRET = b"correct horse battery staple"
+"""
+The peer secret of the authenticated tests.
+"""
+
+
+def challenge(nonce: bytes) -> bytes:
+    """
+    A C{challenge} frame.
+    """
+    return frame(challenge_map(nonce))
+
+
+def auth(mac: bytes) -> bytes:
+    """
+    An C{auth} frame.
+    """
+    return frame(auth_map(mac))
+
+
+def hello_record(
+    node: str = "b", cluster: str = "C", addr: str = "10.9.8.7:7001", nonce: bytes = b""
+) -> Hello:
+    """
+    The L{Hello} that L{hello} with the same arguments sends.
+    """
+    return Hello(cluster_id=cluster, node_id=node, addr=addr, nonce=nonce)
+
+
+def initiator_mac(initiator: Hello, acceptor_nonce: bytes, secret: bytes = SECRET) -> bytes:
+    """
+    The MAC an initiator that said C{initiator} sends after a challenge.
+    """
+    transcript = auth_transcript(
+        "initiator",
+        initiator=initiator,
+        initiator_nonce=initiator.nonce,
+        acceptor_nonce=acceptor_nonce,
+    )
+    return auth_mac(secret, transcript)
+
+
+def acceptor_mac(initiator: Hello, acceptor: Hello, secret: bytes = SECRET) -> bytes:
+    """
+    The MAC an acceptor sends with its hello C{acceptor}.
+    """
+    transcript = auth_transcript(
+        "acceptor",
+        initiator=initiator,
+        initiator_nonce=initiator.nonce,
+        acceptor_nonce=acceptor.nonce,
+        acceptor=acceptor,
+    )
+    return auth_mac(secret, transcript)

@@ -14,11 +14,33 @@ from hypothesis import strategies as st
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from raft3d.raft import Heartbeat, Message, ProtocolError, decode_message, encode_message
+from raft3d.raft import (
+    Heartbeat,
+    Message,
+    ProtocolError,
+    RequestVote,
+    decode_message,
+    encode_message,
+)
 from raft3d.transport import _protocol
 from raft3d.transport._protocol import PeerConnection
+from raft3d.transport._wire import Hello, auth_map
 
-from ._support import Node, cbor_values, frame, hello, messages, raw_frame, read_frames
+from ._support import (
+    SECRET,
+    Node,
+    acceptor_mac,
+    auth,
+    cbor_values,
+    challenge,
+    frame,
+    hello,
+    hello_record,
+    initiator_mac,
+    messages,
+    raw_frame,
+    read_frames,
+)
 
 HB = Heartbeat(term=3, sender="b", commit=7, read_ctx=1)
 
@@ -536,3 +558,376 @@ class FuzzTests(SynchronousTestCase):
         proto.dataReceived(raw_frame(cbor2.dumps({"type": "hb", "x": cbor2.CBORTag(1, 0)})))
         self.assertTrue(transport.disconnecting)
         self.assertEqual(node.inbox, [])
+
+
+NONCE_B = bytes(range(100, 116))
+VOTE = RequestVote(term=1000, sender="b", last_log_index=10**6, last_log_term=1000)
+
+
+class AuthAcceptorTests(SynchronousTestCase):
+    """
+    The accepting side of a connection when the node has a peer secret.
+    """
+
+    def setUp(self) -> None:
+        self.node = Node("node-alpha", "cluster-k7", peer_secret=SECRET)
+        self.proto, self.st = self.node.accept()
+
+    def take(self, st: StringTransport | None = None) -> list[Any]:
+        st = st if st is not None else self.st
+        out = read_frames(st.value())
+        st.clear()
+        return out
+
+    def challenged(
+        self, proto: PeerConnection, st: StringTransport, cluster: str = "cluster-k7"
+    ) -> bytes:
+        """
+        Say hello as node b with L{NONCE_B}; return the challenge's nonce.
+        """
+        proto.dataReceived(hello(cluster=cluster, nonce=NONCE_B))
+        [challenge_frame] = self.take(st)
+        self.assertEqual(set(challenge_frame), {"type", "nonce"})
+        self.assertEqual(challenge_frame["type"], "challenge")
+        nonce: bytes = challenge_frame["nonce"]
+        return nonce
+
+    def assertRefused(self, st: StringTransport, *fragments: str) -> None:
+        """
+        The connection is closed after a reject frame with C{fragments},
+        and nothing else was sent: no hello, so nothing about the node.
+        """
+        self.assertTrue(st.disconnecting, "connection not closed")
+        frames = read_frames(st.value())
+        self.assertEqual([f["type"] for f in frames], ["reject"], frames)
+        for fragment in fragments:
+            self.assertIn(fragment, frames[0]["reason"])
+        self.assertNotIn(b"node-alpha", st.value())
+        self.assertNotIn(b"cluster-k7", st.value())
+
+    def test_challenge_reveals_nothing(self) -> None:
+        """
+        A hello with a nonce is answered with a challenge holding a fresh
+        16-byte nonce and nothing else: no node id, no cluster id, no
+        address.  The connection is not a member connection yet.
+        """
+        nonce = self.challenged(self.proto, self.st)
+        self.assertEqual(len(nonce), 16)
+        self.assertNotEqual(nonce, NONCE_B)
+        self.assertFalse(self.proto.member)
+        self.assertIsNone(self.proto.remote)
+        self.assertFalse(self.st.disconnecting)
+        other, other_st = self.node.accept()
+        self.assertNotEqual(self.challenged(other, other_st), nonce)
+
+    def test_authenticated_peer_is_member(self) -> None:
+        """
+        Once the initiator's auth frame checks out, the acceptor answers
+        with its hello (carrying the challenge's nonce) and its own auth
+        frame, whose MAC covers both hellos and both nonces; then messages
+        flow.
+        """
+        nonce = self.challenged(self.proto, self.st)
+        initiator = hello_record(cluster="cluster-k7", nonce=NONCE_B)
+        self.proto.dataReceived(auth(initiator_mac(initiator, nonce)))
+        answer, auth_frame = self.take()
+        self.assertEqual(answer["type"], "hello")
+        self.assertEqual((answer["node"], answer["cluster"]), ("node-alpha", "cluster-k7"))
+        self.assertEqual(answer["nonce"], nonce)
+        self.assertEqual(
+            auth_frame,
+            {"type": "auth", "mac": acceptor_mac(initiator, Hello.from_wire(answer))},
+        )
+        self.assertTrue(self.proto.member)
+        self.proto.dataReceived(frame(encode_message(HB)))
+        self.assertEqual(self.node.inbox, [HB])
+
+    def test_wrong_secret(self) -> None:
+        """
+        An auth frame made with another secret is refused with a reject
+        saying so; the Raft messages that follow it in the same read (a
+        vote of term 1000) are never delivered, and nothing about the node
+        is sent.
+        """
+        nonce = self.challenged(self.proto, self.st)
+        initiator = hello_record(cluster="cluster-k7", nonce=NONCE_B)
+        mac = initiator_mac(initiator, nonce, secret=b"a guess at the secret")
+        self.proto.dataReceived(auth(mac) + frame(encode_message(VOTE)))
+        self.assertRefused(self.st, "does not know this cluster's peer secret")
+        self.assertEqual(self.node.inbox, [])
+        self.assertFalse(self.proto.member)
+        self.assertTrue(
+            self.node.log.matching("Refused 10.9.8.7:4321, which claims to be node 'b'")
+        )
+
+    def test_no_nonce(self) -> None:
+        """
+        A hello without a nonce, even with the right cluster id, is refused
+        at once: the peer has no secret.
+        """
+        self.proto.dataReceived(hello(cluster="cluster-k7") + frame(encode_message(VOTE)))
+        self.assertRefused(self.st, "sent no nonce")
+        self.assertEqual(self.node.inbox, [])
+
+    def test_discovery_hello_learns_nothing(self) -> None:
+        """
+        A stranger's discovery hello (empty cluster id), with or without a
+        nonce, learns nothing: a bare challenge it cannot answer, or a
+        reject.
+        """
+        self.proto.dataReceived(hello(cluster=""))
+        self.assertRefused(self.st, "sent no nonce")
+        proto, st = self.node.accept()
+        proto.dataReceived(hello(cluster="", nonce=NONCE_B))
+        self.assertEqual(set(read_frames(st.value())[0]), {"type", "nonce"})
+        proto.dataReceived(auth(b"\0" * 32))
+        self.assertTrue(st.disconnecting)
+        self.assertNotIn(b"node-alpha", st.value())
+        self.assertNotIn(b"cluster-k7", st.value())
+
+    def test_message_before_auth(self) -> None:
+        """
+        A Raft message between the hello and the auth frame is a protocol
+        error; it is not delivered.
+        """
+        self.challenged(self.proto, self.st)
+        self.proto.dataReceived(frame(encode_message(VOTE)))
+        self.assertRefused(self.st, "before the handshake completed")
+        self.assertEqual(self.node.inbox, [])
+
+    def test_out_of_order_frames(self) -> None:
+        """
+        An auth frame before the hello, a second hello and a challenge sent
+        to the acceptor are refused.
+        """
+        self.proto.dataReceived(auth(b"\0" * 32))
+        self.assertRefused(self.st, "unexpected auth frame")
+        proto, st = self.node.accept()
+        self.challenged(proto, st)
+        proto.dataReceived(hello(cluster="cluster-k7", nonce=NONCE_B))
+        self.assertRefused(st, "second hello")
+        proto, st = self.node.accept()
+        self.challenged(proto, st)
+        proto.dataReceived(challenge(NONCE_B))
+        self.assertRefused(st, "unexpected challenge")
+
+    def test_replayed_auth(self) -> None:
+        """
+        Everything an authenticated peer sent on one connection, replayed
+        byte for byte on a new one, is refused: the new challenge has a
+        new nonce, so the recorded MAC does not fit.
+        """
+        nonce = self.challenged(self.proto, self.st)
+        initiator = hello_record(cluster="cluster-k7", nonce=NONCE_B)
+        recorded = auth(initiator_mac(initiator, nonce)) + frame(encode_message(HB))
+        self.proto.dataReceived(recorded)
+        self.assertEqual(self.node.inbox, [HB])
+        proto, st = self.node.accept()
+        self.challenged(proto, st)
+        proto.dataReceived(recorded)
+        self.assertRefused(st, "does not know this cluster's peer secret")
+        self.assertEqual(self.node.inbox, [HB])
+
+    def test_auth_timeout(self) -> None:
+        """
+        The handshake timeout covers the authentication step: a peer that
+        says hello but never answers the challenge is dropped.
+        """
+        self.challenged(self.proto, self.st)
+        self.node.reactor.advance(4.9)
+        self.assertFalse(self.st.disconnecting)
+        self.node.reactor.advance(0.2)
+        self.assertRefused(self.st, "not completed within 5.0 seconds")
+
+    def test_refusals_throttled(self) -> None:
+        """
+        Refused authentications are logged at most once per 10 seconds; the
+        next line counts the ones left out.
+        """
+        for _ in range(5):
+            proto, st = self.node.accept()
+            proto.dataReceived(hello(cluster="cluster-k7"))
+            self.assertTrue(st.disconnecting)
+        self.assertEqual(len(self.node.log.matching("Refused")), 1)
+        self.node.reactor.advance(10)
+        proto, st = self.node.accept()
+        proto.dataReceived(hello(cluster="cluster-k7"))
+        [_, line] = self.node.log.matching("Refused")
+        self.assertIn("4 more since the last such line", line)
+
+    def test_no_adoption_before_auth(self) -> None:
+        """
+        A fresh node adopts a cluster id only from a peer that proved it
+        knows the secret: a stranger's hello with any cluster id changes
+        nothing.
+        """
+        node = Node("a", "", peer_secret=SECRET)
+        proto, st = node.accept()
+        nonce = self.challenged(proto, st, cluster="K")
+        proto.dataReceived(auth(b"\1" * 32))
+        self.assertEqual((node.transport.cluster_id, node.adopted), ("", []))
+        proto, st = node.accept()
+        nonce = self.challenged(proto, st, cluster="K")
+        self.assertEqual(node.adopted, [])
+        proto.dataReceived(auth(initiator_mac(hello_record(cluster="K", nonce=NONCE_B), nonce)))
+        self.assertEqual(node.adopted, ["K"])
+
+
+class AuthWithoutSecretTests(SynchronousTestCase):
+    """
+    A node without a peer secret meeting one that has one.
+    """
+
+    def test_hello_with_nonce(self) -> None:
+        """
+        An acceptor without a secret refuses a hello with a nonce, saying
+        it has no secret, rather than answer with its identity.
+        """
+        node = Node("a", "C")
+        proto, st = node.accept()
+        proto.dataReceived(hello(nonce=NONCE_B))
+        [reject] = read_frames(st.value())
+        self.assertIn("this node has none", reject["reason"])
+        self.assertTrue(st.disconnecting)
+        self.assertEqual(node.adopted, [])
+
+    def test_auth_and_challenge(self) -> None:
+        """
+        An auth frame or a challenge sent to a node without a secret is
+        refused, whatever the handshake's state.
+        """
+        node = Node("a", "C")
+        proto, st = node.accept()
+        proto.dataReceived(hello() + auth(b"\0" * 32) + frame(encode_message(HB)))
+        self.assertEqual(read_frames(st.value())[-1]["type"], "reject")
+        self.assertIn("no peer secret", read_frames(st.value())[-1]["reason"])
+        self.assertEqual(node.inbox, [])
+        proto, st = node.dial()
+        proto.dataReceived(challenge(NONCE_B))
+        self.assertTrue(st.disconnecting)
+        self.assertIn("requires a peer secret", read_frames(st.value())[-1]["reason"])
+
+
+class AuthInitiatorTests(SynchronousTestCase):
+    """
+    The dialling side of a connection when the node has a peer secret.
+    """
+
+    def setUp(self) -> None:
+        self.node = Node("a", "C", peer_secret=SECRET)
+        self.proto, self.st = self.node.dial()
+        [sent] = read_frames(self.st.value())
+        self.st.clear()
+        self.sent = Hello.from_wire(sent)
+
+    def answer(self, *, nonce: bytes = NONCE_B, secret: bytes = SECRET, **kwargs: Any) -> None:
+        """
+        Challenge with C{nonce}, check the auth frame, then answer with b's
+        hello and the auth frame made with C{secret}.
+        """
+        self.proto.dataReceived(challenge(nonce))
+        self.assertEqual(read_frames(self.st.value()), [auth_map(initiator_mac(self.sent, nonce))])
+        self.st.clear()
+        self.assertEqual(self.node.transport.connected_peers(), frozenset())
+        answer = hello_record(nonce=nonce, **kwargs)
+        self.proto.dataReceived(
+            hello(nonce=nonce, **kwargs) + auth(acceptor_mac(self.sent, answer, secret))
+        )
+
+    def test_hello_carries_nonce(self) -> None:
+        """
+        The initiator's hello carries a fresh 16-byte nonce, another on
+        every connection.
+        """
+        self.assertEqual(len(self.sent.nonce), 16)
+        proto, st = self.node.dial("c")
+        self.assertNotEqual(read_frames(st.value())[0]["nonce"], self.sent.nonce)
+
+    def test_mutual_authentication(self) -> None:
+        """
+        After the challenge, the initiator's auth and the acceptor's hello
+        and auth, the link is up and carries messages.
+        """
+        self.answer()
+        self.assertEqual(self.node.transport.connected_peers(), {"b"})
+        msg = Heartbeat(term=1, sender="a", commit=0)
+        self.node.transport.send("b", msg)
+        self.assertEqual(read_frames(self.st.value()), [encode_message(msg)])
+
+    def test_acceptor_with_wrong_secret(self) -> None:
+        """
+        An acceptor whose auth frame is made with another secret is
+        refused: the link never comes up and nothing is adopted from it.
+        """
+        node = Node("a", "", peer_secret=SECRET)
+        self.proto, self.st = node.dial()
+        self.sent = Hello.from_wire(read_frames(self.st.value())[0])
+        self.st.clear()
+        self.node = node
+        self.answer(secret=b"some other secret", cluster="K")
+        self.assertTrue(self.st.disconnecting)
+        self.assertIn("does not know", read_frames(self.st.value())[-1]["reason"])
+        self.assertEqual((node.transport.connected_peers(), node.adopted), (frozenset(), []))
+
+    def test_acceptor_without_secret(self) -> None:
+        """
+        An acceptor that answers with a plain hello instead of a challenge
+        has no secret: refused.
+        """
+        self.proto.dataReceived(hello())
+        self.assertTrue(self.st.disconnecting)
+        self.assertIn("without a challenge", read_frames(self.st.value())[-1]["reason"])
+        self.assertEqual(self.node.transport.connected_peers(), frozenset())
+
+    def test_answer_with_other_nonce(self) -> None:
+        """
+        The acceptor's hello must carry its challenge's nonce.
+        """
+        self.proto.dataReceived(challenge(NONCE_B))
+        self.proto.dataReceived(hello(nonce=bytes(16)))
+        self.assertTrue(self.st.disconnecting)
+        self.assertIn("not the challenge's", read_frames(self.st.value())[-1]["reason"])
+
+    def test_malformed_challenge(self) -> None:
+        """
+        A challenge without a 16-byte nonce, or a second challenge, is a
+        protocol error.
+        """
+        self.proto.dataReceived(frame({"type": "challenge", "nonce": b"short"}))
+        self.assertTrue(self.st.disconnecting)
+        self.assertIn("malformed challenge", read_frames(self.st.value())[-1]["reason"])
+        proto, st = self.node.dial("c")
+        proto.dataReceived(challenge(NONCE_B) + challenge(NONCE_B))
+        self.assertIn("second challenge", read_frames(st.value())[-1]["reason"])
+
+
+class AuthFuzzTests(SynchronousTestCase):
+    """
+    Without the secret, nothing a stranger sends reaches the node.
+    """
+
+    @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        st.booleans(),
+        st.binary(min_size=32, max_size=32),
+        st.lists(messages(st.just("b")), min_size=1, max_size=4),
+        st.lists(cbor_values, max_size=3),
+    )
+    def test_no_delivery_without_the_secret(
+        self, nonce: bool, mac: bytes, raft: list[Message], junk: list[Any]
+    ) -> None:
+        """
+        A hello naming a cluster for a fresh node to adopt (with or without
+        a nonce), a guessed MAC, then Raft messages and arbitrary CBOR: the
+        connection is refused, nothing is delivered or adopted, and the
+        node's identity is never sent.
+        """
+        node = Node("node-alpha", "", peer_secret=SECRET)
+        proto, st_ = node.accept()
+        data = hello(cluster="K", **({"nonce": NONCE_B} if nonce else {})) + auth(mac)
+        data += b"".join(frame(encode_message(m)) for m in raft)
+        data += b"".join(frame(v) for v in junk)
+        proto.dataReceived(data)
+        self.assertTrue(st_.disconnecting)
+        self.assertEqual((node.inbox, node.adopted), ([], []))
+        self.assertNotIn(b"node-alpha", st_.value())

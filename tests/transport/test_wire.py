@@ -1,10 +1,12 @@
 """
 Tests for L{raft3d.transport._wire}: strict payload decoding, the hello
-record and the handshake decision table.
+record, the handshake decision tables and the authentication transcript.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from pathlib import Path
 
 import cbor2
@@ -15,14 +17,23 @@ from raft3d.raft import Message, ProtocolError, decode_message, encode_message
 from raft3d.raft._messages import MESSAGE_TYPES
 from raft3d.transport import format_address, parse_address
 from raft3d.transport._wire import (
+    AUTH_CONTEXT,
     HEADER,
+    MAC_SIZE,
     PROTOCOL_VERSION,
     Hello,
     UnsupportedVersion,
     Verdict,
+    auth_mac,
+    auth_map,
+    auth_transcript,
+    challenge_map,
     decode_payload,
     encode_frame,
+    judge_auth,
     judge_hello,
+    judge_nonce,
+    nonce_field,
     shorten,
 )
 
@@ -282,6 +293,199 @@ class JudgeHelloTests(SynchronousTestCase):
         """
         self.assertEqual(_judge("", "D", initiator=True, probing=True), Verdict(accept=True))
         self.assertEqual(_judge("C", "D", initiator=True, probing=True), Verdict(accept=True))
+
+
+NONCE_I = bytes(range(16))
+NONCE_A = bytes(range(16, 32))
+SECRET = b"s3cret-s3cret-s3cret"
+INITIATOR = Hello(cluster_id="C", node_id="i", addr="h:1", http_addr="h:8001", nonce=NONCE_I)
+ACCEPTOR = Hello(cluster_id="C", node_id="a", addr="h:2", http_addr="h:8002", nonce=NONCE_A)
+
+
+def _initiator_transcript(**changes: object) -> bytes:
+    kwargs: dict[str, object] = {
+        "initiator": INITIATOR,
+        "initiator_nonce": NONCE_I,
+        "acceptor_nonce": NONCE_A,
+    }
+    kwargs.update(changes)
+    return auth_transcript("initiator", **kwargs)  # type: ignore[arg-type]
+
+
+def _acceptor_transcript(**changes: object) -> bytes:
+    kwargs: dict[str, object] = {
+        "initiator": INITIATOR,
+        "initiator_nonce": NONCE_I,
+        "acceptor_nonce": NONCE_A,
+        "acceptor": ACCEPTOR,
+    }
+    kwargs.update(changes)
+    return auth_transcript("acceptor", **kwargs)  # type: ignore[arg-type]
+
+
+class NonceTests(SynchronousTestCase):
+    def test_hello_nonce(self) -> None:
+        """
+        The nonce travels as the optional C{"nonce"} key: omitted when
+        empty (a node without a secret, or an older one), read as C{b""}
+        when absent, and exactly L{NONCE_SIZE} bytes when present.
+        """
+        plain = Hello(cluster_id="C", node_id="n1", addr="h:1")
+        self.assertNotIn("nonce", plain.to_wire())
+        self.assertEqual(Hello.from_wire(plain.to_wire()).nonce, b"")
+        self.assertEqual(INITIATOR.to_wire()["nonce"], NONCE_I)
+        self.assertEqual(Hello.from_wire(INITIATOR.to_wire()), INITIATOR)
+        for bad in (b"", b"x" * 15, b"x" * 17, "x" * 16, 16, None):
+            e = self.assertRaises(ProtocolError, Hello.from_wire, {**plain.to_wire(), "nonce": bad})
+            self.assertIn("'nonce' must be 16 bytes", str(e))
+
+    def test_challenge_and_auth_maps(self) -> None:
+        """
+        A challenge carries a nonce and nothing else, which
+        L{nonce_field} reads back; an auth frame carries the MAC.
+        """
+        self.assertEqual(challenge_map(NONCE_A), {"type": "challenge", "nonce": NONCE_A})
+        self.assertEqual(nonce_field(challenge_map(NONCE_A), "challenge"), NONCE_A)
+        self.assertRaises(ProtocolError, nonce_field, {"type": "challenge"}, "challenge")
+        self.assertEqual(auth_map(b"m" * 32), {"type": "auth", "mac": b"m" * 32})
+
+
+class TranscriptTests(SynchronousTestCase):
+    def test_layout(self) -> None:
+        """
+        A transcript is canonical CBOR of: the context string, the protocol
+        version, the role, the initiator's identity fields, both nonces, and
+        the acceptor's identity fields (C{None} for the initiator, which
+        authenticates before the acceptor says who it is).
+        """
+        fields_i = ["i", "C", "h:1", "h:8001"]
+        self.assertEqual(
+            cbor2.loads(_initiator_transcript()),
+            [AUTH_CONTEXT, PROTOCOL_VERSION, "initiator", fields_i, NONCE_I, NONCE_A, None],
+        )
+        self.assertEqual(
+            cbor2.loads(_acceptor_transcript()),
+            [
+                AUTH_CONTEXT,
+                PROTOCOL_VERSION,
+                "acceptor",
+                fields_i,
+                NONCE_I,
+                NONCE_A,
+                ["a", "C", "h:2", "h:8002"],
+            ],
+        )
+
+    def test_every_item_counts(self) -> None:
+        """
+        Changing any one item (role, any identity field of either hello,
+        either nonce, or swapping the nonces) gives another transcript, so a
+        MAC made for one connection or one direction fits no other.
+        """
+        base = {_initiator_transcript(), _acceptor_transcript()}
+        self.assertEqual(len(base), 2)
+        variants: list[bytes] = [
+            _initiator_transcript(initiator_nonce=NONCE_A, acceptor_nonce=NONCE_I),
+            _initiator_transcript(acceptor_nonce=bytes(16)),
+            _initiator_transcript(initiator_nonce=bytes(16)),
+            _acceptor_transcript(acceptor=None),
+            _acceptor_transcript(acceptor_nonce=bytes(16)),
+        ]
+        for field, value in (
+            ("node_id", "j"),
+            ("cluster_id", "D"),
+            ("cluster_id", ""),
+            ("addr", "h:9"),
+            ("http_addr", ""),
+        ):
+            changed = Hello(**{**_fields(INITIATOR), field: value})
+            variants.append(_initiator_transcript(initiator=changed))
+            variants.append(_acceptor_transcript(initiator=changed))
+            variants.append(
+                _acceptor_transcript(acceptor=Hello(**{**_fields(ACCEPTOR), field: value}))
+            )
+        self.assertEqual(len(set(variants) | base), len(variants) + 2)
+
+    def test_mac(self) -> None:
+        """
+        L{auth_mac} is HMAC-SHA256: 32 bytes, depending on the key and the
+        transcript.
+        """
+        mac = auth_mac(SECRET, b"t")
+        self.assertEqual(len(mac), MAC_SIZE)
+        self.assertEqual(mac, hmac.new(SECRET, b"t", hashlib.sha256).digest())
+        self.assertNotEqual(auth_mac(SECRET + b"x", b"t"), mac)
+        self.assertNotEqual(auth_mac(SECRET, b"u"), mac)
+
+
+def _fields(hello: Hello) -> dict[str, object]:
+    return {
+        "cluster_id": hello.cluster_id,
+        "node_id": hello.node_id,
+        "addr": hello.addr,
+        "http_addr": hello.http_addr,
+        "nonce": hello.nonce,
+    }
+
+
+class JudgeNonceTests(SynchronousTestCase):
+    def test_table(self) -> None:
+        """
+        A hello fits our handshake when it carries a nonce exactly when we
+        have a secret; either mismatch is refused, saying which side lacks
+        the secret.
+        """
+        self.assertIsNone(judge_nonce(secret=False, nonce=b""))
+        self.assertIsNone(judge_nonce(secret=True, nonce=NONCE_I))
+        no_nonce = judge_nonce(secret=True, nonce=b"")
+        assert no_nonce is not None
+        self.assertIn("the peer sent no nonce", no_nonce)
+        self.assertIn("--peer-secret-file", no_nonce)
+        unexpected = judge_nonce(secret=False, nonce=NONCE_I)
+        assert unexpected is not None
+        self.assertIn("this node has none", unexpected)
+
+
+class JudgeAuthTests(SynchronousTestCase):
+    def test_table(self) -> None:
+        """
+        Only the right MAC of the expected transcript under our secret
+        passes.  Without a secret every auth frame is refused; a missing or
+        ill-typed or wrong-length MAC is malformed; a MAC under another
+        secret, for another transcript (the other role, another
+        connection's nonces) or with one bit flipped fails.
+        """
+        transcript = _initiator_transcript()
+        good = auth_mac(SECRET, transcript)
+        self.assertIsNone(judge_auth(secret=SECRET, transcript=transcript, raw=auth_map(good)))
+        flipped = bytes([good[0] ^ 1]) + good[1:]
+        cases: list[tuple[bytes | None, dict[str, object], str]] = [
+            (None, auth_map(good), "this node has no peer secret"),
+            (None, {"type": "auth"}, "this node has no peer secret"),
+            (SECRET, {"type": "auth"}, "'mac' must be 32 bytes"),
+            (SECRET, auth_map(good[:31]), "'mac' must be 32 bytes"),
+            (SECRET, auth_map(good + b"\0"), "'mac' must be 32 bytes"),
+            (SECRET, {"type": "auth", "mac": good.hex()}, "'mac' must be 32 bytes"),
+            (SECRET, {"type": "auth", "mac": [good]}, "'mac' must be 32 bytes"),
+            (SECRET, auth_map(flipped), "does not know this cluster's peer secret"),
+            (SECRET, auth_map(b"\0" * 32), "does not know this cluster's peer secret"),
+            (
+                SECRET,
+                auth_map(auth_mac(b"another secret, same length", transcript)),
+                "does not know",
+            ),
+            (SECRET, auth_map(auth_mac(SECRET, _acceptor_transcript())), "does not know"),
+            (
+                SECRET,
+                auth_map(auth_mac(SECRET, _initiator_transcript(acceptor_nonce=bytes(16)))),
+                "does not know",
+            ),
+        ]
+        for secret, raw, fragment in cases:
+            reason = judge_auth(secret=secret, transcript=transcript, raw=raw)
+            assert reason is not None, (secret, raw)
+            self.assertIn(fragment, reason)
+            self.assertTrue(reason.startswith("peer authentication"), reason)
 
 
 class SpecTests(SynchronousTestCase):
