@@ -187,6 +187,25 @@ class IStateMachine(Interface):
         """
 
 
+class IBackgroundSnapshot(Interface):
+    """
+    A state machine whose snapshot can be encoded off the reactor thread.
+
+    Encoding a large state takes seconds; done on the reactor it stalls
+    every request and heartbeat.  L{freeze} is the cheap part that must run
+    between two L{IStateMachine.apply} calls; the function it returns does
+    the expensive part and may run in another thread while the state keeps
+    changing.
+    """
+
+    def freeze() -> Callable[[], bytes]:
+        """
+        Capture the state as it is now (copies of what may change, no
+        encoding) and return a function that encodes exactly that state:
+        the same bytes L{IStateMachine.snapshot} would return now.
+        """
+
+
 class RaftError(Exception):
     """
     Base of the errors the node reports to its clients.

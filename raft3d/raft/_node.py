@@ -40,6 +40,7 @@ from ._interfaces import (
     ApplyListener,
     CommitTimeout,
     ConfigurationChangeError,
+    IBackgroundSnapshot,
     IPeerTransport,
     IRaftNode,
     IRaftStorage,
@@ -280,6 +281,12 @@ class RaftNode:
     leader that cannot write its log cannot be trusted to commit; see
     L{_persist_failed}.
 
+    With C{run_in_thread} (for example C{deferToThreadPool} on the
+    reactor's pool) and a state machine that provides L{IBackgroundSnapshot},
+    snapshots are encoded in that thread: the reactor only freezes the state.
+    Without it they are encoded inline, which the simulation relies on to be
+    deterministic.
+
     @ivar on_fatal: called with a reason when the node had to halt because
         its storage can no longer be trusted (the service exits so that a
         supervisor restarts it from disk).
@@ -297,8 +304,10 @@ class RaftNode:
         state_machine: IStateMachine,
         settings: NodeSettings | None = None,
         rng: random.Random | None = None,
+        run_in_thread: Callable[[Callable[[], bytes]], Deferred[bytes]] | None = None,
     ) -> None:
         self.node_id = node_id
+        self._run_in_thread = run_in_thread
         self._clock = clock
         self._storage = storage
         self._transport = transport
@@ -1095,10 +1104,30 @@ class RaftNode:
 
     # -- snapshots --------------------------------------------------------------------
 
-    def _encode_snapshot(self) -> bytes:
-        return cbor2.dumps(
-            {"v": SNAPSHOT_FORMAT, "sm": self._sm.snapshot(), "sessions": self._sessions.to_wire()}
-        )
+    def _snapshot_encoder(self) -> Callable[[], bytes]:
+        """
+        Freeze the state machine and the sessions as they are now; return
+        the function that encodes them into one snapshot.
+        """
+        sessions = self._sessions.to_wire()
+        if IBackgroundSnapshot.providedBy(self._sm):
+            encode_sm = self._sm.freeze()
+        else:
+            data = self._sm.snapshot()
+
+            def encode_sm() -> bytes:
+                return data
+
+        def encode() -> bytes:
+            return cbor2.dumps({"v": SNAPSHOT_FORMAT, "sm": encode_sm(), "sessions": sessions})
+
+        return encode
+
+    def _encode_snapshot(self) -> Deferred[bytes]:
+        encode = self._snapshot_encoder()
+        if self._run_in_thread is not None and IBackgroundSnapshot.providedBy(self._sm):
+            return self._run_in_thread(encode)
+        return succeed(encode())
 
     def _restore(self, meta: SnapshotMeta, data: bytes) -> None:
         decoded = cbor2.loads(data)
@@ -1130,11 +1159,15 @@ class RaftNode:
         if term is None:
             return succeed(None)
         meta = SnapshotMeta(index, term, core.configuration_at(index))
-        data = self._encode_snapshot()
         self._snapshotting = True
         started = self._clock.seconds()
 
-        def written(_: object) -> SnapshotMeta:
+        def encoded(data: bytes) -> Deferred[bytes]:
+            if self._halted:
+                return succeed(data)
+            return self._storage.save_snapshot(meta, data).addCallback(lambda _: data)
+
+        def written(data: bytes) -> SnapshotMeta:
             self._snapshotting = False
             if self._halted:
                 return meta
@@ -1167,8 +1200,7 @@ class RaftNode:
                 e=f.getErrorMessage(),
             )
 
-        saved = self._storage.save_snapshot(meta, data)
-        return saved.addCallbacks(written, failed)
+        return self._encode_snapshot().addCallback(encoded).addCallbacks(written, failed)
 
     def _install(self, meta: SnapshotMeta) -> None:
         data = self._incoming_data

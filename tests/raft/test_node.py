@@ -10,18 +10,20 @@ from __future__ import annotations
 import random
 import shutil
 import tempfile
-from typing import Any
+from typing import Any, Callable
 
 import cbor2
-from twisted.internet.defer import fail
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
 from raft3d.raft import (
     AppendEntries,
     CommitTimeout,
     Configuration,
+    IBackgroundSnapshot,
     Member,
     NotLeader,
     PersistBatch,
@@ -323,6 +325,29 @@ class BatchingTests(SynchronousTestCase):
         index = cluster.result_of(follower.read_index())
         self.assertGreaterEqual(follower.applied_index, index)
         self.assertGreaterEqual(index, leader.core.commit_index - 1)
+
+
+@implementer(IBackgroundSnapshot)
+class _FreezingMachine(RecordingStateMachine):
+    """
+    A recording state machine that counts how its snapshots are made.
+    """
+
+    def __init__(self, node_id: str, invariants: Invariants) -> None:
+        super().__init__(node_id, invariants)
+        self.snapshots = 0
+        self.freezes = 0
+        self.frozen_at: list[int] = []
+
+    def snapshot(self) -> bytes:
+        self.snapshots += 1
+        return super().snapshot()
+
+    def freeze(self) -> Callable[[], bytes]:
+        self.freezes += 1
+        items = list(self.items)
+        self.frozen_at.append(len(items))
+        return lambda: cbor2.dumps(items)
 
 
 def _follower(cluster: SimCluster, leader: RaftNode) -> RaftNode:
@@ -763,6 +788,60 @@ class DiskFullTests(SynchronousTestCase):
         self.assertEqual(fatal, [])
         cluster.check_log_matching()
         cluster.invariants.check()
+
+    def test_snapshot_encoded_in_thread(self) -> None:
+        """
+        With C{run_in_thread} and a state machine that can freeze itself,
+        the node only freezes the state on the reactor; the encoding runs
+        later (in the thread) while commands keep being applied, and the
+        snapshot written holds exactly the state at its index: a restart
+        restores it and replays the rest of the log.
+        """
+        clock = Clock()
+        storage = MemoryStorage(clock, random.Random(3), fsync_delay=(0.001, 0.002))
+        machine = _FreezingMachine("solo", Invariants())
+        jobs: list[Callable[[], bytes]] = []
+        results: list[Deferred[bytes]] = []
+
+        def run_in_thread(work: Callable[[], bytes]) -> Deferred[bytes]:
+            jobs.append(work)
+            d: Deferred[bytes] = Deferred()
+            results.append(d)
+            return d
+
+        settings = sim_settings(snapshot_threshold=30, trailing_entries=4)
+        node = RaftNode(
+            "solo",
+            clock=clock,
+            storage=storage,
+            transport=SimTransport(SimNetwork(clock, random.Random(1)), "solo"),
+            state_machine=machine,
+            settings=settings,
+            rng=random.Random(2),
+            run_in_thread=run_in_thread,
+        )
+        node.start(bootstrap=_SOLO, cluster_id="c1")
+        _run(clock, 2.0)
+        for i in range(40):
+            node.propose(i)
+            _run(clock, 0.01)
+        self.assertEqual((len(jobs), machine.snapshots, machine.freezes), (1, 0, 1))
+        frozen_at = machine.frozen_at[0]
+        self.assertGreater(len(machine.items), frozen_at)
+        results[0].callback(jobs[0]())
+        _run(clock, 0.1)
+        meta = node.status().snapshot_index
+        self.assertGreater(meta, 0)
+        loaded = storage.load()
+        assert loaded.snapshot_data is not None
+        sm_bytes = cbor2.loads(loaded.snapshot_data)["sm"]
+        self.assertEqual(len(cbor2.loads(sm_bytes)), frozen_at)
+        storage = storage.crash()
+        again, restored = _single(clock, storage)
+        again.start()
+        _run(clock, 2.0)
+        self.assertEqual(restored.items, machine.items[: len(restored.items)])
+        self.assertEqual(len(restored.items), len(machine.items))
 
     def test_failed_snapshot_backs_off(self) -> None:
         """
