@@ -35,6 +35,7 @@ import attrs
 from treq.client import HTTPClient as TreqClient
 from twisted.application.internet import TCPServer
 from twisted.application.service import MultiService, Service
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import (
     FilteringLogObserver,
     Logger,
@@ -570,6 +571,7 @@ def build(config: NodeConfig, reactor: Any) -> MultiService:
         transport=transport,
         state_machine=farm,
         settings=config.settings,
+        run_in_thread=lambda work: deferToThreadPool(reactor, reactor.getThreadPool(), work),
     )
     node.on_fatal = fatal
     pool = HTTPConnectionPool(reactor)  # type: ignore[no-untyped-call]

@@ -171,6 +171,12 @@ class _ReadBatch:
     acks: set[str]
 
 
+_MAX_FOLLOWER_READ_BATCHES = 4096
+"""
+How many unanswered read batches a follower remembers.
+"""
+
+
 class RaftCore:
     """
     One server's consensus state.  Single-threaded, no I/O, no clock: time
@@ -245,6 +251,11 @@ class RaftCore:
 
         self._messages: list[tuple[str, Message]] = []
         self._persisted_messages: list[tuple[str, Message]] = []
+        # A follower's reads of this turn, and its batches sent to the
+        # leader by batch id.
+        self._follower_reads: list[int] = []
+        self._read_batch_id = 0
+        self._follower_read_batches: dict[int, list[int]] = {}
         self._read_states: list[ReadState] = []
         self._failed_reads: list[int] = []
         self._snapshot_sends: list[str] = []
@@ -746,11 +757,34 @@ class RaftCore:
         if self.role is Role.LEADER:
             self._leader_read(None, request_id)
         elif self.leader_id is not None:
-            self._persisted_messages.append(
-                (self.leader_id, ReadIndexRequest(self.term, self.node_id, request_id))
-            )
+            self._follower_reads.append(request_id)
         else:
             self._failed_reads.append(request_id)
+
+    def _flush_follower_reads(self) -> None:
+        """
+        Ask the leader once for all the reads of this turn: one
+        L{ReadIndexRequest} whose id names the batch.
+        """
+        reads, self._follower_reads = self._follower_reads, []
+        if not reads:
+            return
+        if self.role is Role.LEADER:
+            for rid in reads:
+                self._leader_read(None, rid)
+            return
+        if self.leader_id is None:
+            self._failed_reads.extend(reads)
+            return
+        self._read_batch_id += 1
+        self._follower_read_batches[self._read_batch_id] = reads
+        stale = self._read_batch_id - _MAX_FOLLOWER_READ_BATCHES
+        if stale in self._follower_read_batches:
+            # Never answered (a lost message): the driver has timed its reads out.
+            del self._follower_read_batches[stale]
+        self._persisted_messages.append(
+            (self.leader_id, ReadIndexRequest(self.term, self.node_id, self._read_batch_id))
+        )
 
     def _leader_read(self, origin: str | None, request_id: int) -> None:
         if self.log.term_at(self.commit_index) != self.term:
@@ -1150,10 +1184,13 @@ class RaftCore:
             )
 
     def _handle_read_response(self, m: ReadIndexResponse) -> None:
+        reads = self._follower_read_batches.pop(m.request_id, None)
+        if reads is None:
+            return
         if m.success:
-            self._read_states.append(ReadState(m.request_id, m.index))
+            self._read_states.extend(ReadState(rid, m.index) for rid in reads)
         else:
-            self._failed_reads.append(m.request_id)
+            self._failed_reads.extend(reads)
 
     _handlers: dict[type, Callable[[RaftCore, Message], None]] = {
         RequestVote: _handle_request_vote,  # type: ignore[dict-item]
@@ -1205,6 +1242,7 @@ class RaftCore:
         """
         Collect the work accumulated since the last call, or L{None}.
         """
+        self._flush_follower_reads()
         self._flush_reads()
         hard_state = self.hard_state()
         hs: HardState | None = None

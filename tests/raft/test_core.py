@@ -1226,13 +1226,40 @@ class ReadIndexTests(SynchronousTestCase):
         net.tick(times=2)
         net.clear_history()
         net["b"].request_read(42)
+        net["b"].request_read(43)
         net.settle()
-        self.assertEqual(net.sent(ReadIndexRequest, "b", "a"), [ReadIndexRequest(a.term, "b", 42)])
+        [request] = net.sent(ReadIndexRequest, "b", "a")
+        self.assertEqual((request.term, request.sender), (a.term, "b"))
         self.assertEqual(
             net.sent(ReadIndexResponse, "a", "b"),
-            [ReadIndexResponse(a.term, "a", 42, a.commit_index, True)],
+            [ReadIndexResponse(a.term, "a", request.request_id, a.commit_index, True)],
         )
-        self.assertEqual(net.read_states["b"], [ReadState(42, a.commit_index)])
+        self.assertEqual(
+            net.read_states["b"], [ReadState(42, a.commit_index), ReadState(43, a.commit_index)]
+        )
+
+    def test_follower_read_answers_only_its_batches(self) -> None:
+        """
+        A follower's reads of one turn travel as one request named by a
+        batch id; an answer for a batch it does not know (a duplicate, or
+        one it gave up on) is ignored, and a refusal fails every read of
+        the batch.
+        """
+        b = new_core("b")
+        b.step(Heartbeat(1, "a", 0))
+        take(b)
+        b.request_read(7)
+        b.request_read(8)
+        [(to, request)] = sent(take(b), ReadIndexRequest)
+        self.assertEqual(to, "a")
+        b.step(ReadIndexResponse(1, "a", request.request_id + 1, 5, True))
+        self.assertIsNone(b.take_ready())
+        refusal = ReadIndexResponse(1, "a", request.request_id, 0, False)
+        b.step(refusal)
+        ready = take(b)
+        self.assertEqual((ready.failed_reads, ready.read_states), ((7, 8), ()))
+        b.step(refusal)
+        self.assertIsNone(b.take_ready())
 
     def test_stepping_down_fails_reads(self) -> None:
         """
