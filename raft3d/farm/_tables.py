@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.farm.test_tables -*-
+# -*- test-case-name: tests.farm.test_tables,tests.farm.test_freeze -*-
 """
 Column storage of printers, filaments and print jobs.
 
@@ -15,6 +15,18 @@ The tables only store: every rule (validation, conflicts, reservations,
 status transitions) is checked by L{raft3d.farm._state.FarmState} before it
 calls them.  An object costs about 200 bytes this way, against about 650 as
 a record object with its fields as separate Python objects in C{dict}s.
+
+Snapshots are encoded in a worker thread while the reactor thread keeps
+applying commands, from rows frozen by C{frozen_rows} between two commands.
+Freezing must take milliseconds at a million objects, so it does no work
+per row: most columns only ever grow (ids, names, weights, creation
+stamps, references), and rows below the frozen count never change in them,
+so they are shared; the few that change in place (a job's status and
+update stamp, a filament's remaining weight and update stamp) are copied
+whole, one C-level copy each.  Sharing is safe under the GIL: the encoder
+reads a shared column one slice at a time, each slice copied by one C call,
+and never holds a buffer export that an append in the other thread would
+trip over.
 """
 
 from __future__ import annotations
@@ -28,6 +40,7 @@ import attrs
 from ._columns import STAMP_WIDTH, FixedTextColumn, IdIndex, Interner, TextColumn
 from ._index import SortedSeqs
 from ._records import Filament, Printer, PrintJob
+from ._snapshot import Rows
 from ._status import RESERVING_STATES, JobStatus
 
 STATUSES: tuple[JobStatus, ...] = tuple(JobStatus)
@@ -131,6 +144,15 @@ class Printers:
                 seqs,
             )
         )
+
+    def frozen_rows(self) -> Rows:
+        """
+        The snapshot rows of the printers there are now, to read later
+        (from another thread too) while this table keeps changing.  No
+        column of a printer changes once it is added, so this only
+        remembers the count.
+        """
+        return Rows(len(self), self.rows)
 
     def rows(self, start: int, stop: int) -> list[tuple[Any, ...]]:
         """
@@ -247,6 +269,17 @@ class Filaments:
                 seqs,
             )
         )
+
+    def frozen_rows(self) -> Rows:
+        """
+        The snapshot rows of the filaments there are now, to read later
+        (from another thread too) while this table keeps changing: a Done
+        job changes its filament's C{remaining} and C{updated_at} in place,
+        so those two columns are copied; the others only grow and are
+        shared.
+        """
+        view = attrs.evolve(self, remaining=self.remaining[:], updated_at=self.updated_at.copy())
+        return Rows(len(self), view.rows)
 
     def rows(self, start: int, stop: int) -> list[tuple[Any, ...]]:
         """
@@ -444,6 +477,17 @@ class Jobs:
                 seqs,
             )
         )
+
+    def frozen_rows(self) -> Rows:
+        """
+        The snapshot rows of the jobs there are now, to read later (from
+        another thread too) while this table keeps changing: a status
+        change rewrites C{status} and C{updated_at} in place, so those two
+        columns are copied; the others only grow and are shared, the
+        printers' and filaments' ids included.
+        """
+        view = attrs.evolve(self, status=self.status[:], updated_at=self.updated_at.copy())
+        return Rows(len(self), view.rows)
 
     def rows(self, start: int, stop: int) -> list[tuple[Any, ...]]:
         """

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import heapq
 import random
+import struct
 import zlib
 from collections import deque
 from typing import Any, Callable
@@ -143,6 +144,40 @@ class _Pending:
         self.term = term
         self.deferred = deferred
         self.deadline = deadline
+
+
+def _byte_string_head(length: int) -> bytes:
+    """
+    The CBOR head of a byte string of C{length} bytes (major type 2).
+    """
+    if length < 24:
+        return bytes([0x40 + length])
+    for code, fmt in ((0x58, ">B"), (0x59, ">H"), (0x5A, ">I"), (0x5B, ">Q")):
+        if length < 1 << (8 * struct.calcsize(fmt)):
+            return bytes([code]) + struct.pack(fmt, length)
+    raise ValueError("byte string too long for CBOR")
+
+
+def snapshot_document(sm: bytes, sessions: Any) -> bytes:
+    """
+    C{cbor2.dumps({"v": SNAPSHOT_FORMAT, "sm": sm, "sessions": sessions})},
+    byte for byte, without encoding C{sm} again: the state machine's bytes
+    are copied by one C{bytes.join}, which lets other threads run during a
+    large copy (C{cbor2.dumps} would hold the GIL, and stall the reactor,
+    while it copies a snapshot of hundreds of megabytes).
+    """
+    return b"".join(
+        (
+            b"\xa3",
+            cbor2.dumps("v"),
+            cbor2.dumps(SNAPSHOT_FORMAT),
+            cbor2.dumps("sm"),
+            _byte_string_head(len(sm)),
+            sm,
+            cbor2.dumps("sessions"),
+            cbor2.dumps(sessions),
+        )
+    )
 
 
 def _is_envelope(payload: bytes) -> bool:
@@ -1119,7 +1154,7 @@ class RaftNode:
                 return data
 
         def encode() -> bytes:
-            return cbor2.dumps({"v": SNAPSHOT_FORMAT, "sm": encode_sm(), "sessions": sessions})
+            return snapshot_document(encode_sm(), sessions)
 
         return encode
 

@@ -65,6 +65,23 @@ class FixedTextColumnTests(SynchronousTestCase):
         column[0] = STAMP.replace("03", "09")
         self.assertEqual((column[0], column._other), (STAMP.replace("03", "09"), {}))
 
+    def test_copy(self) -> None:
+        """
+        A copy is equal and independent: replacing or adding values in
+        either, aside or in place, leaves the other as it was.
+        """
+        column = FixedTextColumn(STAMP_WIDTH)
+        column.extend([STAMP, "t1", STAMP])
+        copy = column.copy()
+        self.assertEqual(copy, column)
+        column[0] = "later"
+        column[1] = STAMP
+        column.append("t3")
+        copy[2] = "other"
+        self.assertEqual(copy.values(0, 3), [STAMP, "t1", "other"])
+        self.assertEqual(copy._other, {1: "t1", 2: "other"})
+        self.assertEqual(column.values(0, 4), ["later", STAMP, STAMP, "t3"])
+
     def test_out_of_range(self) -> None:
         """
         Reading or replacing past the end raises L{IndexError}.

@@ -87,3 +87,26 @@ class TableTests(SynchronousTestCase):
         self.assertEqual(bulk[1].jobs, one[1].jobs)
         self.assertEqual(bulk[1].reserved, one[1].reserved)
         self.assertEqual(bulk[1], one[1])
+
+    def test_frozen_rows(self) -> None:
+        """
+        C{frozen_rows} counts the rows there are now and gives them as they
+        are now, after later rows and in-place changes of status, stamps
+        and remaining weight.
+        """
+        printers, filaments, jobs = _tables()
+        printers.add("p", "c", "m", T0, T0)
+        filaments.add("f", "PLA", "c", 1000, 1000, T0, T0)
+        jobs.add("j", 0, 0, "x", 10, JobStatus.RUNNING, T0, T0)
+        before = [table.rows(0, 1) for table in (printers, filaments, jobs)]
+        frozen = [table.frozen_rows() for table in (printers, filaments, jobs)]
+        jobs.set_status(0, JobStatus.DONE, "t1")
+        filaments.remaining[0] -= 10
+        filaments.updated_at[0] = "t1"
+        printers.add("p2", "c", "m", T0, T0)
+        filaments.add("f2", "PLA", "c", 1000, 1000, T0, T0)
+        jobs.add("j2", 1, 1, "x", 10, JobStatus.QUEUED, T0, T0)
+        self.assertEqual([rows.count for rows in frozen], [1, 1, 1])
+        self.assertEqual([rows.batch(0, 1) for rows in frozen], before)
+        self.assertNotEqual(jobs.rows(0, 1), before[2])
+        self.assertNotEqual(filaments.rows(0, 1), before[1])

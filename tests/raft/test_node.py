@@ -32,7 +32,13 @@ from raft3d.raft import (
     RaftError,
     StorageFull,
 )
-from raft3d.raft._node import LeaderDiskFull, NodeSettings, RaftNode
+from raft3d.raft._node import (
+    SNAPSHOT_FORMAT,
+    LeaderDiskFull,
+    NodeSettings,
+    RaftNode,
+    snapshot_document,
+)
 from raft3d.storage import DiskStorage, MemoryStorage
 from raft3d.testing import RecordingStateMachine, SimCluster, sim_settings
 from raft3d.testing._cluster import Invariants
@@ -348,6 +354,25 @@ class _FreezingMachine(RecordingStateMachine):
         items = list(self.items)
         self.frozen_at.append(len(items))
         return lambda: cbor2.dumps(items)
+
+
+class SnapshotDocumentTests(SynchronousTestCase):
+    """
+    The snapshot document built without re-encoding the state machine's
+    bytes is exactly what C{cbor2} would encode.
+    """
+
+    def test_same_bytes_as_cbor2(self) -> None:
+        """
+        For state-machine payloads around every CBOR length boundary, and
+        any sessions, L{snapshot_document} equals C{cbor2.dumps} of the
+        document.
+        """
+        sessions = [12.5, [["idem:k", 1, {"printer": {"id": "x"}}, 3.0]]]
+        for size in (0, 1, 23, 24, 255, 256, 65535, 65536, 70000):
+            sm = bytes(range(256)) * (size // 256) + bytes(size % 256)
+            expected = cbor2.dumps({"v": SNAPSHOT_FORMAT, "sm": sm, "sessions": sessions})
+            self.assertEqual(snapshot_document(sm, sessions), expected, size)
 
 
 def _follower(cluster: SimCluster, leader: RaftNode) -> RaftNode:

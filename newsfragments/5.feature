@@ -1,0 +1,1 @@
+Performance: followers relay writes to the leader over the Raft connection, hot API routes skip Klein's routing, the farm state uses column storage (about 250 bytes per object), and snapshots are encoded off the reactor thread; `python -m bench` compares Raft3D with etcd on the same machine.
