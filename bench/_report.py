@@ -192,8 +192,8 @@ def scale_section(scale: Mapping[str, Any]) -> str:
             f"- newest snapshot on the leader: index {costs.get('index')},"
             f" {int(costs['file_bytes']) / 1e6:.1f} MB; decoding and restoring it takes"
             f" {costs.get('decode_and_restore_s')} s, encoding it again"
-            f" {costs.get('encode_s')} s (measured in the harness process; the node encodes"
-            " on its reactor thread, so that is a stall of every request at each snapshot)"
+            f" {costs.get('encode_s')} s (measured in the harness process; a node encodes"
+            " in a worker thread after a freeze of a few ms on its reactor thread)"
         )
     restart = scale.get("restart") or {}
     if restart:

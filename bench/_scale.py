@@ -134,9 +134,10 @@ def snapshot_costs(data_dir: str) -> dict[str, Any]:
     """
     Load the newest snapshot file of a node and time, in this process,
     what a node does with it: restoring the farm from it (a restart or an
-    InstallSnapshot) and encoding it again (what every snapshot costs the
-    reactor thread: C{RaftNode} encodes before handing the bytes to the
-    storage thread, and its logged write time starts after the encoding).
+    InstallSnapshot) and encoding it again (what every snapshot costs a
+    node's worker thread: C{RaftNode} freezes the state on the reactor and
+    encodes it in the reactor's thread pool; its logged write time includes
+    the encoding).
     """
     import cbor2
 

@@ -298,7 +298,8 @@ class Options(usage.Options):
             "snapshot-threshold",
             None,
             8192,
-            "Take a snapshot every this many applied log entries.",
+            "Take a snapshot every this many applied log entries (and once the log"
+            " since the last one is a quarter of its size).",
             _positive("--snapshot-threshold"),
         ],
         [

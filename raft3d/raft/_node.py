@@ -89,7 +89,10 @@ class NodeSettings:
     @ivar election_ticks: minimum election timeout in ticks (randomized up
         to twice that).
     @ivar snapshot_threshold: take a snapshot every this many applied
-        entries.
+        entries, and only once the entries applied since the last snapshot
+        carry at least C{1 / snapshot_log_ratio} of its size: a large state
+        is not rewritten for a few kilobytes of log.
+    @ivar snapshot_log_ratio: see C{snapshot_threshold}.
     @ivar trailing_entries: entries kept in the log behind a snapshot, so
         slightly lagging followers catch up without a snapshot.
     @ivar snapshot_retry_delay: after a failed snapshot write (disk full),
@@ -110,6 +113,7 @@ class NodeSettings:
     pre_vote: bool = True
     check_quorum: bool = True
     snapshot_threshold: int = 8192
+    snapshot_log_ratio: float = 4.0
     trailing_entries: int = 1024
     snapshot_chunk_size: int = 1 << 20
     snapshot_window: int = 4
@@ -354,6 +358,9 @@ class RaftNode:
         self.applied_index = 0
         self._sessions = SessionTable(self.settings.session_ttl)
         self._latest_snapshot: tuple[SnapshotMeta, bytes] | None = None
+        # Log bytes applied since the newest snapshot, and that snapshot's size.
+        self._applied_bytes = 0
+        self._snapshot_size = 0
         self._snapshotting = False
         self._snapshot_retry_at = 0.0
 
@@ -1043,6 +1050,7 @@ class RaftNode:
             if entry.type is EntryType.NORMAL:
                 # Always decode what the log holds, so the leader applies
                 # exactly what its followers apply.
+                self._applied_bytes += len(entry.data)
                 command, client, seq, timestamp = cbor2.loads(entry.data)
                 result = self._apply_command(index, command, client, seq, timestamp)
                 self._notifications.append((index, command, result))
@@ -1171,6 +1179,8 @@ class RaftNode:
         self._sessions.restore(decoded["sessions"])
         self.applied_index = meta.index
         self._latest_snapshot = (meta, data)
+        self._snapshot_size = len(data)
+        self._applied_bytes = 0
         for index in [i for i in self._pending if i <= meta.index]:
             self._pending.pop(index).deferred.errback(
                 CommitTimeout(f"entry {index} was replaced by a snapshot; outcome unknown")
@@ -1181,6 +1191,7 @@ class RaftNode:
         if (
             not self._snapshotting
             and self.applied_index - self.core.snapshot.index >= self.settings.snapshot_threshold
+            and self._applied_bytes * self.settings.snapshot_log_ratio >= self._snapshot_size
             and self._clock.seconds() >= self._snapshot_retry_at
         ):
             self._snapshot_now()
@@ -1195,6 +1206,7 @@ class RaftNode:
             return succeed(None)
         meta = SnapshotMeta(index, term, core.configuration_at(index))
         self._snapshotting = True
+        frozen_bytes, self._applied_bytes = self._applied_bytes, 0
         started = self._clock.seconds()
 
         def encoded(data: bytes) -> Deferred[bytes]:
@@ -1207,6 +1219,7 @@ class RaftNode:
             if self._halted:
                 return meta
             self._latest_snapshot = (meta, data)
+            self._snapshot_size = len(data)
             core.snapshot_taken(meta)
             upto = meta.index - self.settings.trailing_entries
             if upto > 0:
@@ -1227,6 +1240,7 @@ class RaftNode:
             # Not at once again: serializing the whole state machine on
             # every turn while the disk is full would burn the CPU.
             self._snapshotting = False
+            self._applied_bytes += frozen_bytes
             self._snapshot_retry_at = self._clock.seconds() + self.settings.snapshot_retry_delay
             self.log.error(
                 "{node}: snapshot failed, retrying in {delay:g}s: {e}",

@@ -375,6 +375,15 @@ class SnapshotDocumentTests(SynchronousTestCase):
             self.assertEqual(snapshot_document(sm, sessions), expected, size)
 
 
+class _BulkyMachine(RecordingStateMachine):
+    """
+    A recording state machine whose snapshots weigh 40 KiB.
+    """
+
+    def snapshot(self) -> bytes:
+        return super().snapshot() + bytes(40 * 1024)
+
+
 def _follower(cluster: SimCluster, leader: RaftNode) -> RaftNode:
     return next(n for n in cluster.live() if n is not leader)
 
@@ -867,6 +876,43 @@ class DiskFullTests(SynchronousTestCase):
         _run(clock, 2.0)
         self.assertEqual(restored.items, machine.items[: len(restored.items)])
         self.assertEqual(len(restored.items), len(machine.items))
+
+    def test_large_state_snapshots_less_often(self) -> None:
+        """
+        A snapshot is taken after C{snapshot_threshold} entries only once
+        those entries carry a quarter (C{1 / snapshot_log_ratio}) of the
+        last snapshot's size: a large state is not rewritten for a few
+        small commands.
+        """
+        clock = Clock()
+        storage = MemoryStorage(clock, random.Random(3), fsync_delay=(0.001, 0.002))
+        machine = _BulkyMachine("solo", Invariants())
+        node = RaftNode(
+            "solo",
+            clock=clock,
+            storage=storage,
+            transport=SimTransport(SimNetwork(clock, random.Random(1)), "solo"),
+            state_machine=machine,
+            settings=sim_settings(snapshot_threshold=10, trailing_entries=4),
+            rng=random.Random(2),
+        )
+        node.start(bootstrap=_SOLO, cluster_id="c1")
+        _run(clock, 2.0)
+        for i in range(12):
+            node.propose(i)
+            _run(clock, 0.01)
+        first = node.status().snapshot_index
+        self.assertGreater(first, 0)
+        # Each entry is about 1 KiB of log; the snapshot is 40 KiB: the
+        # next one needs about 10 KiB of log, so 10 entries are not enough.
+        for _ in range(9):
+            node.propose("x" * 1000)
+            _run(clock, 0.01)
+        self.assertEqual(node.status().snapshot_index, first)
+        for _ in range(12):
+            node.propose("y" * 1000)
+            _run(clock, 0.01)
+        self.assertGreater(node.status().snapshot_index, first)
 
     def test_failed_snapshot_backs_off(self) -> None:
         """
