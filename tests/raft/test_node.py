@@ -46,9 +46,14 @@ from raft3d.testing._network import SimNetwork, SimTransport
 
 
 def _single(
-    clock: Clock, storage: Any, settings: NodeSettings | None = None
+    clock: Clock,
+    storage: Any,
+    settings: NodeSettings | None = None,
+    machine: RecordingStateMachine | None = None,
+    run_in_thread: Callable[[Callable[[], bytes]], Deferred[bytes]] | None = None,
 ) -> tuple[RaftNode, RecordingStateMachine]:
-    machine = RecordingStateMachine("solo", Invariants())
+    if machine is None:
+        machine = RecordingStateMachine("solo", Invariants())
     node = RaftNode(
         "solo",
         clock=clock,
@@ -57,6 +62,7 @@ def _single(
         state_machine=machine,
         settings=settings or sim_settings(),
         rng=random.Random(2),
+        run_in_thread=run_in_thread,
     )
     return node, machine
 
@@ -844,16 +850,7 @@ class DiskFullTests(SynchronousTestCase):
             return d
 
         settings = sim_settings(snapshot_threshold=30, trailing_entries=4)
-        node = RaftNode(
-            "solo",
-            clock=clock,
-            storage=storage,
-            transport=SimTransport(SimNetwork(clock, random.Random(1)), "solo"),
-            state_machine=machine,
-            settings=settings,
-            rng=random.Random(2),
-            run_in_thread=run_in_thread,
-        )
+        node, _ = _single(clock, storage, settings, machine, run_in_thread)
         node.start(bootstrap=_SOLO, cluster_id="c1")
         _run(clock, 2.0)
         for i in range(40):
@@ -886,16 +883,8 @@ class DiskFullTests(SynchronousTestCase):
         """
         clock = Clock()
         storage = MemoryStorage(clock, random.Random(3), fsync_delay=(0.001, 0.002))
-        machine = _BulkyMachine("solo", Invariants())
-        node = RaftNode(
-            "solo",
-            clock=clock,
-            storage=storage,
-            transport=SimTransport(SimNetwork(clock, random.Random(1)), "solo"),
-            state_machine=machine,
-            settings=sim_settings(snapshot_threshold=10, trailing_entries=4),
-            rng=random.Random(2),
-        )
+        settings = sim_settings(snapshot_threshold=10, trailing_entries=4)
+        node, _ = _single(clock, storage, settings, _BulkyMachine("solo", Invariants()))
         node.start(bootstrap=_SOLO, cluster_id="c1")
         _run(clock, 2.0)
         for i in range(12):
