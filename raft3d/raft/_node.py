@@ -215,10 +215,12 @@ def _stamp(payload: bytes, now: float) -> bytes:
 
 
 def _relay_error(error: RaftError) -> str:
-    if isinstance(error, LeadershipTransferInProgress):
-        return "transfer"
-    if isinstance(error, NotLeader):
-        return "not_leader"
+    """
+    The refusal code of L{_RELAY_ERRORS} for the leader's own C{error}.
+    """
+    for code, (kind, _) in _RELAY_ERRORS.items():
+        if isinstance(error, kind):
+            return code
     return "refused"
 
 
@@ -242,12 +244,16 @@ class _RelayedBatch:
             d.errback(CommitTimeout(f"{reason}; the request may still take effect"))
 
 
-_RELAY_ERRORS: dict[str, str] = {
-    "not_leader": "the node it was relayed to is not the leader",
-    "transfer": "the leader is handing over leadership",
-    "disk_full": "the leader cannot write its log (disk full?)",
-    "refused": "the leader refused the relayed proposal",
+_RELAY_ERRORS: dict[str, tuple[type[RaftError], str]] = {
+    "not_leader": (NotLeader, "the node it was relayed to is not the leader"),
+    "transfer": (LeadershipTransferInProgress, "the leader is handing over leadership"),
+    "disk_full": (LeaderDiskFull, "the leader cannot write its log (disk full?)"),
+    "refused": (ProposalDropped, "the leader refused the relayed proposal"),
 }
+"""
+The refusals a leader answers a L{Propose} with (nothing was appended): the
+error a follower reports for each, and why.
+"""
 
 _MAX_PERSIST_BACKOFF = 1.0
 """
@@ -742,23 +748,27 @@ class RaftNode:
         the follower at once when not).
         """
         core = self.core
-        if core.configuration.get(m.sender) is None or not all(map(_is_envelope, m.payloads)):
+        if core.configuration.get(m.sender) is None:
+            error = "refused"
+        else:
+            seen = self._relays_seen.setdefault(m.sender, deque(maxlen=_RECENT_RELAYS))
+            if m.batch_id in seen:
+                # A duplicated message (the network may repeat one): its
+                # first copy was answered.
+                return False
+            seen.append(m.batch_id)
+            error = ""
+            if core.role is not Role.LEADER or m.term > core.term:
+                error = "not_leader"
+            elif self._disk_failing:
+                error = "disk_full"
+            elif not all(map(_is_envelope, m.payloads)):
+                # Checked last: it decodes every payload.
+                error = "refused"
+        if error == "refused":
             self.log.warn(
                 "{node}: refused proposals relayed by {peer}", node=self.node_id, peer=m.sender
             )
-            self._answer_relay(m, (), "refused")
-            return False
-        seen = self._relays_seen.setdefault(m.sender, deque(maxlen=_RECENT_RELAYS))
-        if m.batch_id in seen:
-            # A duplicated message (the network may repeat one): its first
-            # copy was appended and answered.
-            return False
-        seen.append(m.batch_id)
-        error = ""
-        if core.role is not Role.LEADER or m.term > core.term:
-            error = "not_leader"
-        elif self._disk_failing:
-            error = "disk_full"
         if error:
             self._answer_relay(m, (), error)
         return not error
@@ -805,19 +815,16 @@ class RaftNode:
                 batch.unknown(f"leadership moved away from {batch.leader} before it answered")
 
     def _relay_failure(self, m: ProposeResponse) -> RaftError:
-        reason = _RELAY_ERRORS.get(m.error, f"the leader answered {m.error[:40]!r}")
-        message = f"{m.sender}: {reason}; the request was not applied"
+        if not m.error:
+            return CommitTimeout(f"{m.sender} answered for the wrong number of proposals")
         if m.error == "not_leader":
             core = self.core
             known = core.leader_id if core.leader_id != m.sender else None
             return NotLeader(core.configuration.get(known) if known else None)
-        if m.error == "transfer":
-            return LeadershipTransferInProgress(message)
-        if m.error == "disk_full":
-            return LeaderDiskFull(message)
-        if m.error:
-            return ProposalDropped(message)
-        return CommitTimeout(f"{m.sender} answered for the wrong number of proposals")
+        kind, reason = _RELAY_ERRORS.get(
+            m.error, (ProposalDropped, f"the leader answered {m.error[:40]!r}")
+        )
+        return kind(f"{m.sender}: {reason}; the request was not applied")
 
     def _track(self, index: int, term: int, d: Deferred[Any]) -> None:
         deadline = self._clock.seconds() + self.settings.proposal_timeout

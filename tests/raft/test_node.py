@@ -390,6 +390,23 @@ class _BulkyMachine(RecordingStateMachine):
         return super().snapshot() + bytes(40 * 1024)
 
 
+def _caught_up(leader: RaftNode, follower: RaftNode) -> Callable[[], bool]:
+    """
+    Whether C{leader} knows C{follower} holds its whole log, and
+    C{follower} has applied everything committed.
+    """
+
+    def check() -> bool:
+        pr = leader.core.progress_of(follower.node_id)
+        return (
+            pr is not None
+            and pr.match == leader.core.log.last_index
+            and follower.applied_index == leader.core.commit_index
+        )
+
+    return check
+
+
 def _follower(cluster: SimCluster, leader: RaftNode) -> RaftNode:
     return next(n for n in cluster.live() if n is not leader)
 
@@ -737,15 +754,7 @@ class DiskFullTests(SynchronousTestCase):
         self.assertTrue(old.disk_failing)
         cluster.nodes[old.node_id].storage.fail_next_writes(0)
 
-        def stored() -> bool:
-            pr = new.core.progress_of(old.node_id)
-            return (
-                pr is not None
-                and pr.match == new.core.log.last_index
-                and old.applied_index == new.core.commit_index
-            )
-
-        self.assertTrue(cluster.run_until(stored, 3.0))
+        self.assertTrue(cluster.run_until(_caught_up(new, old), 3.0))
         self.assertFalse(old.disk_failing)
         machine = cluster.nodes[old.node_id].machine
         assert machine is not None
@@ -776,15 +785,7 @@ class DiskFullTests(SynchronousTestCase):
         self.assertLess(follower.applied_index, leader.core.commit_index)
         cluster.nodes[follower.node_id].storage.fail_next_writes(0)
 
-        def acknowledged() -> bool:
-            pr = leader.core.progress_of(follower.node_id)
-            return (
-                pr is not None
-                and pr.match == leader.core.log.last_index
-                and follower.applied_index == leader.core.commit_index
-            )
-
-        self.assertTrue(cluster.run_until(acknowledged, 3.0))
+        self.assertTrue(cluster.run_until(_caught_up(leader, follower), 3.0))
         self.assertFalse(follower.disk_failing)
         self.assertEqual(leader.core.term, term)
         self.assertGreaterEqual(cluster.result_of(follower.read_index()), 22)
