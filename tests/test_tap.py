@@ -5,6 +5,7 @@ it builds, the plugin that names it and the C{tac/} files.
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 from pathlib import Path
@@ -35,6 +36,7 @@ from raft3d.service import (
     RaftService,
     StartupGate,
 )
+from raft3d.service._lean import LeanHTTPChannel
 from raft3d.transport import DEFAULT_MAX_FRAME, DEFAULT_RAFT_LIMITS, ConnectionLimits
 
 from .service._fakes import LogCapture
@@ -81,7 +83,7 @@ class OptionsTests(SynchronousTestCase):
         The seed README's node1 command line gives node1, its addresses,
         bootstrap, and its two peers (its own entry removed), with the
         default tuning: 500 ms elections and 50 ms heartbeats as ticks,
-        snapshots every 8192 entries keeping 1024, 16 MiB frames.
+        snapshots every 65536 entries keeping 1024, 16 MiB frames.
         """
         config = parse(SEED_NODE1).config
         self.assertEqual(
@@ -95,7 +97,7 @@ class OptionsTests(SynchronousTestCase):
         settings = config.settings
         self.assertEqual(settings.tick_interval, 0.05)
         self.assertEqual((settings.election_ticks, settings.heartbeat_ticks), (10, 1))
-        self.assertEqual((settings.snapshot_threshold, settings.trailing_entries), (8192, 1024))
+        self.assertEqual((settings.snapshot_threshold, settings.trailing_entries), (65536, 1024))
         self.assertEqual(config.max_frame, DEFAULT_MAX_FRAME)
         self.assertEqual(settings.max_append_bytes, 1 << 20)
         self.assertEqual(config.warnings, ())
@@ -447,9 +449,21 @@ class BuildTests(SynchronousTestCase):
         self.assertIsInstance(site, APISite)
         self.assertIsInstance(site.resource, StartupGate)
         self.assertFalse(site.resource.is_open)
+        # Lean connections, whose fast path is the gate's: none while closed.
+        self.assertIsInstance(site.buildProtocol(None), LeanHTTPChannel)
+        self.assertIsNone(site.resource.route(object()))
         http.privilegedStartService()
         self.assertEqual(reactor.tcpServers[0][0], 8000)
         self.assertEqual(reactor.tcpServers[0][3], "localhost")
+
+    def test_gc_thresholds(self) -> None:
+        """
+        The entry points set the node's collector thresholds.
+        """
+        self.addCleanup(gc.set_threshold, *gc.get_threshold())
+        gc.set_threshold(700, 10, 10)
+        tap.tune_process()
+        self.assertEqual(gc.get_threshold(), tap.GC_THRESHOLDS)
 
     def test_limits_wired(self) -> None:
         """

@@ -6,6 +6,7 @@ C{docs/farm.md}.
 """
 
 from ._app import API_PREFIX, FarmAPI, iso_now
+from ._dispatch import FastPath, Route
 from ._errors import RETRY_AFTER_SECONDS, APIError
 from ._forward import FORWARDED_HEADER, HTTPClient
 from ._paging import MAX_PAGE_SIZE
@@ -17,9 +18,11 @@ __all__ = [
     "MAX_BODY_BYTES",
     "MAX_PAGE_SIZE",
     "RETRY_AFTER_SECONDS",
+    "Route",
     "APIError",
     "BoundedRequest",
     "FarmAPI",
+    "FastPath",
     "HTTPClient",
     "iso_now",
 ]

@@ -34,7 +34,6 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
-from twisted.web.resource import IResource
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
@@ -255,7 +254,7 @@ class FarmAPI:
             ),
         )
 
-    def resource(self, fast: bool = True) -> IResource:
+    def resource(self, fast: bool = True) -> FastKleinResource:
         """
         The C{twisted.web} resource serving this API (give the C{Site}
         L{BoundedRequest} as its request factory).
@@ -263,8 +262,7 @@ class FarmAPI:
         @param fast: take the hot routes past Klein's routing; they answer
             the same either way.
         """
-        resource: IResource = _JSONKleinResource(self.app, self._error_answer, fast)
-        return resource
+        return _JSONKleinResource(self.app, self._error_answer, fast)
 
     # -- printers -------------------------------------------------------------
 

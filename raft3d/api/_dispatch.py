@@ -269,10 +269,35 @@ class FastRoutes:
         return True
 
 
+class FastPath(Protocol):
+    """
+    What a server needs to answer the hot routes without C{twisted.web}'s
+    resource machinery: L{route} says whether a request is taken, and
+    L{serve} answers it (through the request's C{write} and C{finish}).
+    """
+
+    def route(self, request: Any) -> Route | None:
+        """
+        Where C{request} goes, or C{None} if this fast path does not take it.
+        """
+
+    def serve(self, request: Any, found: Route) -> None:
+        """
+        Answer C{request}, which L{route} took.
+        """
+
+
+Route: TypeAlias = "tuple[str, dict[str, str]]"
+"""
+An endpoint and the arguments to call it with.
+"""
+
+
 class FastKleinResource(KleinResource):
     """
     A L{KleinResource} that serves what L{FastRoutes} matches itself and
-    passes everything else to Klein (L{render_slow}).
+    passes everything else to Klein (L{render_slow}).  It is also a
+    L{FastPath}, for servers that do not go through C{twisted.web}.
 
     A handler reached by the fast path finds no URL mapper on the request
     (C{IKleinRequest(request).url_for}); the API's handlers use none.
@@ -289,9 +314,18 @@ class FastKleinResource(KleinResource):
 
     def render(self, request: IRequest) -> Any:
         typed = cast(_WebRequest, request)
-        found = self._routes.match(typed) if self._routes is not None else None
+        found = self.route(typed)
         if found is None:
             return self.render_slow(request)
+        self.serve(typed, found)
+        return NOT_DONE_YET
+
+    def route(self, request: Any) -> Route | None:
+        routes = self._routes
+        return routes.match(request) if routes is not None else None
+
+    def serve(self, request: Any, found: Route) -> None:
+        typed = cast(_WebRequest, request)
         endpoint, kwargs = found
         # What Klein does to the path before calling the endpoint.
         typed.prepath.extend(typed.postpath)
@@ -300,12 +334,11 @@ class FastKleinResource(KleinResource):
             answer = cast(Answer, self._app.execute_endpoint(endpoint, request, **kwargs))
         except Exception:
             _answer_error(typed, self._on_error, _caught())
-            return NOT_DONE_YET
+            return
         if isinstance(answer, Deferred):
             _Pending(typed, self._on_error).follow(answer)
         else:
             _write(typed, answer)
-        return NOT_DONE_YET
 
     def render_slow(self, request: IRequest) -> Any:
         """

@@ -68,9 +68,7 @@ class Role(enum.Enum):
 ROLE_TRANSITIONS: dict[Role, frozenset[Role]] = {
     Role.FOLLOWER: frozenset({Role.FOLLOWER, Role.PRE_CANDIDATE, Role.CANDIDATE}),
     Role.PRE_CANDIDATE: frozenset({Role.FOLLOWER, Role.PRE_CANDIDATE, Role.CANDIDATE}),
-    Role.CANDIDATE: frozenset(
-        {Role.FOLLOWER, Role.PRE_CANDIDATE, Role.CANDIDATE, Role.LEADER}
-    ),
+    Role.CANDIDATE: frozenset({Role.FOLLOWER, Role.PRE_CANDIDATE, Role.CANDIDATE, Role.LEADER}),
     Role.LEADER: frozenset({Role.FOLLOWER}),
 }
 """
@@ -511,9 +509,7 @@ class RaftCore:
                 pr.become_snapshot(self.snapshot.index)
                 self._snapshot_sends.append(peer)
             return False
-        entries = self.log.slice(
-            pr.next, self.log.last_index, self.settings.max_append_bytes
-        )
+        entries = self.log.slice(pr.next, self.log.last_index, self.settings.max_append_bytes)
         if not entries and not send_if_empty:
             return False
         self._send(
@@ -798,9 +794,7 @@ class RaftCore:
         if origin is None:
             self._read_states.append(ReadState(request_id, index))
         else:
-            self._send(
-                origin, ReadIndexResponse(self.term, self.node_id, request_id, index, True)
-            )
+            self._send(origin, ReadIndexResponse(self.term, self.node_id, request_id, index, True))
 
     def _flush_reads(self) -> None:
         """
@@ -937,9 +931,7 @@ class RaftCore:
                 conflict_index = self.log.first_index_of_term(
                     m.prev_log_index, self.commit_index + 1
                 )
-            self._reply_append(
-                m, False, conflict_term=conflict_term, conflict_index=conflict_index
-            )
+            self._reply_append(m, False, conflict_term=conflict_term, conflict_index=conflict_index)
             return
         self._append_from_leader(m.entries)
         match = m.prev_log_index + len(m.entries)

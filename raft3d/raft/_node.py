@@ -112,7 +112,7 @@ class NodeSettings:
     max_append_bytes: int = 1 << 20
     pre_vote: bool = True
     check_quorum: bool = True
-    snapshot_threshold: int = 8192
+    snapshot_threshold: int = 65536
     snapshot_log_ratio: float = 4.0
     trailing_entries: int = 1024
     snapshot_chunk_size: int = 1 << 20
@@ -438,9 +438,7 @@ class RaftNode:
         )
         if loaded.snapshot is not None and loaded.snapshot_data is not None:
             self._restore(loaded.snapshot, loaded.snapshot_data)
-        blank = (
-            loaded.hard_state.term == 0 and not loaded.entries and loaded.snapshot is None
-        )
+        blank = loaded.hard_state.term == 0 and not loaded.entries and loaded.snapshot is None
         if bootstrap is not None and blank:
             # Also after a crash between recording the identity and the
             # first configuration: nothing of the cluster exists yet.
@@ -999,7 +997,10 @@ class RaftNode:
         kind = event[0]
         if kind == "role":
             self.log.info(
-                "{node}: became {role} in term {term}", node=self.node_id, role=event[1], term=event[2]
+                "{node}: became {role} in term {term}",
+                node=self.node_id,
+                role=event[1],
+                term=event[2],
             )
         elif kind == "leader":
             self.log.info(
@@ -1083,7 +1084,9 @@ class RaftNode:
         except Exception:
             # Deterministic on every replica (same code, same command), so
             # recording the failure keeps replicas identical.
-            self.log.failure("{node}: state machine failed on entry {index}", node=self.node_id, index=index)
+            self.log.failure(
+                "{node}: state machine failed on entry {index}", node=self.node_id, index=index
+            )
             result = {"error": {"code": "internal", "message": "command failed"}}
         if client is not None:
             self._sessions.record(client, seq, result)

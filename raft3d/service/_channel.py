@@ -164,15 +164,22 @@ class GuardedHTTPChannel(HTTPChannel):
         else:
             self._refuse(431, "headers_too_large", f"each header must be at most {limit} bytes")
 
+    def continue_request(self, waited: float) -> None:
+        """
+        Take over a connection whose client has been sending its request
+        for C{waited} seconds already: what is left of the deadline
+        applies.
+        """
+        timeout = self.request_timeout
+        if timeout is not None and self._deadline is None:
+            self._deadline = self.callLater(  # type: ignore[no-untyped-call]
+                max(timeout - waited, 0.0), self._request_timed_out
+            )
+
     def _request_timed_out(self) -> None:
         self._deadline = None
-        if self.timeouts is not None:
-            self.timeouts.warn(
-                "HTTP API: closing the connection from {peer}: it did not send a whole"
-                " request within {seconds:g} s",
-                peer=_describe(self.transport),
-                seconds=self.request_timeout,
-            )
+        if self.timeouts is not None and self.request_timeout is not None:
+            log_request_timeout(self.timeouts, self.transport, self.request_timeout)
         self._refuse(
             408,
             "request_timeout",
@@ -227,6 +234,18 @@ class GuardedHTTPChannel(HTTPChannel):
         deadline, self._deadline = self._deadline, None
         if deadline is not None and deadline.active():
             deadline.cancel()
+
+
+def log_request_timeout(log: ThrottledLog, transport: Any, seconds: float) -> None:
+    """
+    Log (throttled) that the client on C{transport} missed its deadline.
+    """
+    log.warn(
+        "HTTP API: closing the connection from {peer}: it did not send a whole"
+        " request within {seconds:g} s",
+        peer=_describe(transport),
+        seconds=seconds,
+    )
 
 
 def _describe(transport: Any) -> str:

@@ -18,6 +18,7 @@ a node that has no state yet.
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 import attrs
@@ -31,10 +32,11 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
-from raft3d.api import RETRY_AFTER_SECONDS, BoundedRequest
-from raft3d.transport import ConnectionLimiter, ConnectionLimits, ThrottledLog
+from raft3d.api import RETRY_AFTER_SECONDS, BoundedRequest, FastPath, Route
+from raft3d.transport import Admission, ConnectionLimiter, ConnectionLimits, ThrottledLog
 
 from ._channel import GuardedHTTPChannel
+from ._lean import LeanHTTPChannel, LeanSweeper
 
 NOT_STARTED_MESSAGE = "this node is still starting (a bootstrap node waits for all its peers)"
 
@@ -48,9 +50,10 @@ class StartupGate(Resource):
 
     isLeaf = True
 
-    def __init__(self, target: IResource) -> None:
+    def __init__(self, target: IResource, fast: FastPath | None = None) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self._target = target
+        self._fast = fast
         self.is_open = False
 
     def open(self) -> None:
@@ -58,6 +61,19 @@ class StartupGate(Resource):
         Let requests through from now on.
         """
         self.is_open = True
+
+    def route(self, request: Any) -> Route | None:
+        """
+        As L{FastPath.route}: the route of C{fast} once open, and none
+        before (the request then goes through C{twisted.web} to L{render}).
+        """
+        if self.is_open and self._fast is not None:
+            return self._fast.route(request)
+        return None
+
+    def serve(self, request: Any, found: Route) -> None:
+        assert self._fast is not None
+        self._fast.serve(request, found)
 
     def render(self, request: IRequest) -> Any:
         if self.is_open:
@@ -108,6 +124,10 @@ class APISite(Site):
     noise, and an access log only when one was asked for
     (C{--access-log}), since monitoring polls C{/status} all day.
 
+    Given a L{FastPath}, and no access log, its connections are
+    L{LeanHTTPChannel}s, which serve the hot routes themselves and hand
+    anything else to a L{GuardedHTTPChannel}.
+
     Form bodies are not parsed into C{request.args}: the API reads JSON
     whatever the declared type, and parsing a 1 MiB "multipart" body is
     work for nothing.
@@ -124,6 +144,7 @@ class APISite(Site):
         *,
         reactor: IReactorTime | None = None,
         limits: HTTPLimits = HTTPLimits(),
+        fast: FastPath | None = None,
     ) -> None:
         super().__init__(  # type: ignore[no-untyped-call]
             resource,
@@ -140,13 +161,31 @@ class APISite(Site):
             "HTTP API", limits.connection_limits(), clock, self.log_events
         )
         self._timeouts = ThrottledLog(clock, self.log_events)
+        self._clock = clock
+        self._fast = fast if access_log is None else None
+        self.sweeper = LeanSweeper(
+            clock, limits.request_timeout, limits.idle_timeout, self._timeouts
+        )
 
     def buildProtocol(  # type: ignore[override]
         self, addr: IAddress | None
-    ) -> GuardedHTTPChannel | None:
+    ) -> GuardedHTTPChannel | LeanHTTPChannel | None:
         admission = self.limiter.admit(addr)
         if admission is None:
             return None
+        max_body = getattr(self.requestFactory, "max_body_bytes", None)
+        if self._fast is not None and max_body is not None:
+            return LeanHTTPChannel(
+                self._fast,
+                partial(self._guarded, addr),
+                admission,
+                self.sweeper,
+                self._clock,
+                max_body,
+            )
+        return self._guarded(addr, admission)
+
+    def _guarded(self, addr: IAddress | None, admission: Admission) -> GuardedHTTPChannel:
         channel = super().buildProtocol(addr)  # type: ignore[no-untyped-call]
         assert isinstance(channel, GuardedHTTPChannel)
         channel.admission = admission
@@ -154,6 +193,10 @@ class APISite(Site):
         channel.max_body_bytes = getattr(self.requestFactory, "max_body_bytes", None)
         channel.timeouts = self._timeouts
         return channel
+
+    def stopFactory(self) -> None:
+        self.sweeper.stop()
+        super().stopFactory()
 
     def log(self, request: http.Request) -> None:
         if self._access_log is not None:

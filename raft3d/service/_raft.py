@@ -128,9 +128,9 @@ class RaftService(Service):
                 node=self._own.node_id,
                 where=self._where,
                 term=loaded.hard_state.term,
-                last=loaded.entries[-1].index if loaded.entries else (
-                    loaded.snapshot.index if loaded.snapshot else 0
-                ),
+                last=loaded.entries[-1].index
+                if loaded.entries
+                else (loaded.snapshot.index if loaded.snapshot else 0),
                 snap=loaded.snapshot.index if loaded.snapshot else 0,
             )
             self._start_node(None, identity.cluster_id)

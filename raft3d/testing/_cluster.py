@@ -165,9 +165,7 @@ class SimCluster:
             tuple(Member(f"n{i}", f"sim:{i}", f"http:{i}") for i in range(1, size + 1))
         )
         for member in self.configuration.members:
-            self.nodes[member.node_id] = SimNode(
-                member.node_id, self._new_storage(), member
-            )
+            self.nodes[member.node_id] = SimNode(member.node_id, self._new_storage(), member)
         for i, member in enumerate(self.configuration.members):
             self.start(member.node_id, bootstrap=self.configuration if i == 0 else None)
 

@@ -69,10 +69,22 @@ def raw(
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
+_FRAMING = frozenset({"date", "server", "content-length", "transfer-encoding", "connection"})
+
+
+def _semantics(response: RawResponse) -> tuple[int, dict[str, list[str]], bytes]:
+    """
+    What a response says, without how it is framed.
+    """
+    headers = {k: v for k, v in response.headers.items() if k not in _FRAMING}
+    return response.status, headers, response.body
+
+
 class Twins:
     """
-    Two identical nodes (same fake engine, ids and clock), served by the
-    same site; the first with the fast path, the second through Klein only.
+    Three identical nodes (same fake engine, ids and clock): the first
+    served by C{twisted.web} with the fast path, the second through Klein
+    only, the third on lean connections (L{raft3d.service._lean}).
     """
 
     def __init__(
@@ -86,11 +98,15 @@ class Twins:
         self.case = case
         self.nodes = [
             Node(member, leader, http_client() if http_client else None, **api_kwargs)
-            for _ in range(2)
+            for _ in range(3)
+        ]
+        resources = [
+            node.api.resource(fast=fast)
+            for node, fast in zip(self.nodes, (True, False, True), strict=True)
         ]
         self.sites = [
-            make_site(node.api.resource(fast=fast), clock=node.clock)[0]
-            for node, fast in zip(self.nodes, (True, False), strict=True)
+            make_site(resource, clock=node.clock, fast=resource if i == 2 else None)[0]
+            for i, (node, resource) in enumerate(zip(self.nodes, resources, strict=True))
         ]
         self.slow = 0
         render_slow = _JSONKleinResource.render_slow
@@ -103,7 +119,7 @@ class Twins:
 
     def engine(self, **attributes: Any) -> None:
         """
-        Set the same attributes on both fake engines.
+        Set the same attributes on all fake engines.
         """
         for node in self.nodes:
             for name, value in attributes.items():
@@ -113,36 +129,43 @@ class Twins:
         for node in self.nodes:
             node.clock.advance(seconds)
 
-    def send(self, request: bytes, fast: bool) -> list[RawClient]:
+    def send(self, request: bytes, fast: bool, lean: bool | None = None) -> list[RawClient]:
         """
-        Send C{request} to both on new connections; the first takes the
-        fast path if and only if C{fast}, the second always goes through
-        Klein's routing.
+        Send C{request} to all three on new connections; the first takes
+        the fast path if and only if C{fast}, the second always goes
+        through Klein's routing, the third serves it itself if and only if
+        C{lean} (by default, C{fast}) and otherwise hands it to the first's
+        stack.
         """
         clients = []
-        for site in self.sites:
+        for i, site in enumerate(self.sites):
             before = self.slow
             client = RawClient(site)
             client.send(request)
             clients.append(client)
             taken_by_klein = self.slow - before
-            expected = 0 if fast and site is self.sites[0] else 1
+            expected = 0 if fast and i != 1 else 1
             self.case.assertEqual(taken_by_klein, expected, request[:200])
+        self.case.assertEqual(clients[2].lean, fast if lean is None else lean, request[:200])
         return clients
 
     def same(self, clients: list[RawClient]) -> list[RawResponse]:
         """
-        Both wrote the same bytes (but the date); their responses.
+        The first two wrote the same bytes (but the date), and the third
+        the same responses but for their framing; their responses.
         """
-        fast, klein = (_DATE.sub(b"", c.transport.value()) for c in clients)
+        fast, klein = (_DATE.sub(b"", c.transport.value()) for c in clients[:2])
         self.case.assertEqual(fast, klein)
-        return clients[0].responses()
+        responses = clients[0].responses()
+        lean = clients[2].responses()
+        self.case.assertEqual([_semantics(r) for r in lean], [_semantics(r) for r in responses])
+        return responses
 
-    def exchange(self, request: bytes, fast: bool = True) -> RawResponse:
+    def exchange(self, request: bytes, fast: bool = True, lean: bool | None = None) -> RawResponse:
         """
-        One request, answered at once and alike by both.
+        One request, answered at once and alike by all three.
         """
-        [response] = self.same(self.send(request, fast))
+        [response] = self.same(self.send(request, fast, lean))
         return response
 
 
@@ -341,7 +364,8 @@ class EquivalenceTests(SynchronousTestCase):
         Host header at all take the fast path and are answered alike.
         """
         for host in (b"example.com:8080", b"[::1]:8001", "bücher.example".encode(), None):
-            self.assertEqual(self.twins.exchange(raw("GET", "/status", host=host)).status, 200)
+            response = self.twins.exchange(raw("GET", "/status", host=host), lean=host is not None)
+            self.assertEqual(response.status, 200)
 
 
 class FailureEquivalenceTests(SynchronousTestCase):
@@ -385,7 +409,7 @@ class FailureEquivalenceTests(SynchronousTestCase):
 
         t.engine(status=broken)
         self.assertEqual(t.exchange(raw("GET", "/status")).status, 500)
-        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 3)
         t.engine(hold_proposals=True)
         for result, logged in (("garbage", 1), ({"error": {"code": "new", "message": "m"}}, 0)):
             clients = t.send(raw("POST", PRINTERS, b'{"company":"a","model":"b"}'), True)
@@ -393,7 +417,7 @@ class FailureEquivalenceTests(SynchronousTestCase):
                 node.node.held.pop().callback(result)
             [response] = t.same(clients)
             self.assertEqual(response.status, 500)
-            self.assertEqual(len(self.flushLoggedErrors()), 2 * logged)
+            self.assertEqual(len(self.flushLoggedErrors()), 3 * logged)
 
     def test_timeout(self) -> None:
         """
@@ -405,7 +429,7 @@ class FailureEquivalenceTests(SynchronousTestCase):
         for request in (raw("POST", PRINTERS, b'{"company":"a","model":"b"}'), raw("GET", JOBS)):
             clients = t.send(request, True)
             t.advance(2)
-            self.assertEqual([c.transport.value() for c in clients], [b"", b""])
+            self.assertEqual([c.transport.value() for c in clients], [b""] * 3)
             t.advance(0.5)
             [response] = t.same(clients)
             self.assertEqual((response.status, response.json["error"]["code"]), (503, "timeout"))
@@ -427,7 +451,7 @@ class FailureEquivalenceTests(SynchronousTestCase):
         self.assertEqual(
             (response.status, response.header("location")), (201, f"{PRINTERS}/n1-id-1")
         )
-        self.assertEqual([len(leader.farm.printers().items) for leader in leaders], [1, 1])
+        self.assertEqual([len(leader.farm.printers().items) for leader in leaders], [1, 1, 1])
 
     def test_disconnect_while_forwarding(self) -> None:
         """
@@ -446,8 +470,8 @@ class FailureEquivalenceTests(SynchronousTestCase):
         self.assertEqual(cancelled, [])
         for client in clients:
             client.lose()
-        self.assertEqual(len(cancelled), 2)
-        self.assertEqual([c.transport.value() for c in clients], [b"", b""])
+        self.assertEqual(len(cancelled), 3)
+        self.assertEqual([c.transport.value() for c in clients], [b""] * 3)
 
     def test_disconnect_while_waiting(self) -> None:
         """
@@ -471,7 +495,7 @@ class FailureEquivalenceTests(SynchronousTestCase):
                 engine.callback(result)
                 del node.node.held[:], node.node.held_reads[:]
             t.advance(20)
-            self.assertEqual([c.transport.value() for c in clients], [b"", b""])
+            self.assertEqual([c.transport.value() for c in clients], [b""] * 3)
 
 
 class _Toy:

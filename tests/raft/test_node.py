@@ -464,7 +464,9 @@ class RelayTests(SynchronousTestCase):
         machine = cluster.nodes[leader.node_id].machine
         assert machine is not None
         applied = [c for _, c in machine.items]
-        self.assertEqual([c for c in applied if str(c).startswith("c")], [f"c{i}" for i in range(5)])
+        self.assertEqual(
+            [c for c in applied if str(c).startswith("c")], [f"c{i}" for i in range(5)]
+        )
         cluster.invariants.check()
 
     def test_session_applies_once(self) -> None:
@@ -535,8 +537,7 @@ class RelayTests(SynchronousTestCase):
         d = follower.propose("late")
         self.assertTrue(
             cluster.run_until(
-                lambda: bool(tap.held)
-                and follower.applied_index >= tap.held[0][2].positions[0][0],
+                lambda: bool(tap.held) and follower.applied_index >= tap.held[0][2].positions[0][0],
                 1.0,
             )
         )
@@ -821,9 +822,7 @@ class DiskFullTests(SynchronousTestCase):
         self.assertGreaterEqual(staged.failures, 2)
         storage.fail_next_writes(0)
         self.assertTrue(
-            cluster.run_until(
-                lambda: follower.applied_index == leader.core.commit_index, 10.0
-            )
+            cluster.run_until(lambda: follower.applied_index == leader.core.commit_index, 10.0)
         )
         self.assertGreater(follower.core.snapshot.index, before)
         self.assertEqual(fatal, [])

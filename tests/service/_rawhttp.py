@@ -18,7 +18,9 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource
 
+from raft3d.api import FastPath
 from raft3d.service import APISite, GuardedHTTPChannel, HTTPLimits
+from raft3d.service._lean import LeanHTTPChannel
 
 
 @attrs.frozen
@@ -123,13 +125,20 @@ class RawClient:
         protocol = site.buildProtocol(self.address)
         self.transport = StringTransport(peerAddress=self.address)
         self.refused = protocol is None
-        self.channel: GuardedHTTPChannel | None = protocol
+        self.channel: GuardedHTTPChannel | LeanHTTPChannel | None = protocol
         if protocol is not None:
             protocol.makeConnection(self.transport)
 
     def send(self, data: bytes) -> None:
         assert self.channel is not None
         self.channel.dataReceived(data)
+
+    @property
+    def lean(self) -> bool:
+        """
+        Whether the lean channel has served everything so far itself.
+        """
+        return isinstance(self.channel, LeanHTTPChannel) and self.channel.inner is None
 
     @property
     def closing(self) -> bool:
@@ -150,10 +159,13 @@ class RawClient:
 
 
 def make_site(
-    resource: IResource, limits: HTTPLimits | None = None, clock: Clock | None = None
+    resource: IResource,
+    limits: HTTPLimits | None = None,
+    clock: Clock | None = None,
+    fast: FastPath | None = None,
 ) -> tuple[APISite, Clock]:
     """
-    An L{APISite} on a fake clock.
+    An L{APISite} on a fake clock (with lean connections if given C{fast}).
     """
     clock = clock if clock is not None else Clock()
-    return APISite(resource, reactor=clock, limits=limits or HTTPLimits()), clock
+    return APISite(resource, reactor=clock, limits=limits or HTTPLimits(), fast=fast), clock

@@ -182,7 +182,9 @@ class DiscoveryTests(SynchronousTestCase):
         self.clock.advance(10)
         self.assertNoResult(d)
         self.assertEqual(len(self.transport.probed), 2)
-        self.assertEqual([p.addr for p in discovery.missing()], ["localhost:7001", "localhost:7002"])
+        self.assertEqual(
+            [p.addr for p in discovery.missing()], ["localhost:7001", "localhost:7002"]
+        )
 
     def test_start_twice(self) -> None:
         """

@@ -151,7 +151,9 @@ class RaftServiceTests(SynchronousTestCase):
                 Member("node3", "localhost:7002", "localhost:8002"),
             ),
         )
-        self.assertEqual(self.transport.peers, {"node2": "localhost:7001", "node3": "localhost:7002"})
+        self.assertEqual(
+            self.transport.peers, {"node2": "localhost:7001", "node3": "localhost:7002"}
+        )
 
     def test_bootstrap_given_cluster_id(self) -> None:
         """

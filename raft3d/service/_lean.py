@@ -1,0 +1,661 @@
+# -*- test-case-name: tests.service.test_lean -*-
+"""
+A lean HTTP/1.1 connection for the API's hot routes.
+
+A profile of a loaded leader found C{twisted.web}'s HTTP machinery (line
+parsing, the C{Request} object and its headers, resource traversal, chunked
+framing, the producer dance for every response) costing more CPU than the
+consensus core and the farm together.  L{LeanHTTPChannel} parses the common
+case itself, a well-formed C{GET} or C{POST} in HTTP/1.1 with a
+C{Content-Length} body, hands it to the API's L{FastPath} (the same
+handlers and error mapping C{twisted.web} reaches), and writes the answer
+in one piece with a C{Content-Length}.
+
+Anything else is not its business.  A request the fast path does not take,
+or that is in any way unusual (another method or version, chunked or
+C{Expect} bodies, a body over the limit, an upgrade, folded, duplicated or
+odd headers, no C{Host}, a head larger than L{MAX_HEAD_BYTES}), hands the
+connection, with the bytes it holds, to a L{GuardedHTTPChannel} for good.
+So broken or hostile HTTP gets exactly the answers it gets from
+C{twisted.web} (JSON 400, 413, 414, 431...), and the lean parser only has
+to be right about what it accepts.
+
+What the guarded channel bounds, this one bounds too: a request must arrive
+whole within the site's request timeout (408), an idle connection is
+closed, the connection's place in the site's limiter is pending while it
+waits for a request and established while one is answered, and it stops
+reading while its answers cannot be written (or while a pipelined backlog
+piles up behind one being answered).  Those deadlines are checked by one
+L{LeanSweeper} per site rather than a timer per request, so they may fire
+up to its resolution late.
+"""
+
+from __future__ import annotations
+
+import re
+from io import BytesIO
+from typing import Callable, ClassVar, Final, Protocol, cast
+from urllib.parse import unquote_to_bytes
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.error import ConnectionLost
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime, ITCPTransport
+from twisted.internet.protocol import Protocol as TwistedProtocol
+from twisted.internet.protocol import connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.http import RESPONSES, datetimeToString
+from zope.interface import implementer
+
+from raft3d.api import FastPath, Route
+from raft3d.transport import Admission, ThrottledLog
+
+from ._channel import GuardedHTTPChannel, error_response, log_request_timeout
+
+MAX_HEAD_BYTES: Final = 16384
+"""
+The largest request line and headers taken here; a larger head goes to
+C{twisted.web}, whose limits answer it.
+"""
+
+MAX_BACKLOG_BYTES: Final = 65536
+"""
+Pipelined bytes buffered behind a request being answered before reading
+stops.
+"""
+
+_REQUEST_LINE: Final = re.compile(rb"(GET|POST) (/[!-~]*) HTTP/1\.1")
+_HEADER: Final = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):([\t\x20-\x7e\x80-\xff]*)")
+_HOST: Final = re.compile(rb"\[?(?P<host>.*?)\]?(:\d+)?")
+_LENGTH: Final = re.compile(rb"[0-9]{1,12}")
+_LINEAR_WHITESPACE: Final = re.compile(rb"\r\n|\r|\n")
+_NO_BODY: Final = frozenset({204, 304})
+_HANDED_OVER: Final = frozenset({b"transfer-encoding", b"expect", b"upgrade"})
+_INTERNAL_ERROR: Final = b'{"error":{"code":"internal_error","message":"internal server error"}}'
+
+
+class _Transport(Protocol):
+    """
+    What a lean channel needs of its (TCP) transport.
+    """
+
+    disconnecting: bool
+
+    def write(self, data: bytes) -> None: ...
+
+    def loseConnection(self) -> None: ...
+
+    def abortConnection(self) -> None: ...
+
+    def registerProducer(self, producer: object, streaming: bool) -> None: ...
+
+    def unregisterProducer(self) -> None: ...
+
+    def pauseProducing(self) -> None: ...
+
+    def resumeProducing(self) -> None: ...
+
+
+class Fallback(Protocol):
+    """
+    Builds the C{twisted.web} connection that takes over from a lean one.
+    """
+
+    def __call__(self, admission: Admission) -> GuardedHTTPChannel: ...
+
+
+def _canonical(name: bytes) -> bytes:
+    return b"-".join(part.capitalize() for part in name.split(b"-"))
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value.encode("utf-8") if isinstance(value, str) else value
+
+
+class _RawHeaders:
+    """
+    The request's headers by lower-case name, with the one method of
+    C{twisted.web}'s L{Headers} the API uses.
+    """
+
+    __slots__ = ("_headers",)
+
+    def __init__(self, headers: dict[bytes, list[bytes]]) -> None:
+        self._headers = headers
+
+    def getRawHeaders(self, name: bytes, default: list[bytes] | None = None) -> list[bytes] | None:
+        return self._headers.get(name.lower(), default)
+
+
+class LeanRequest:
+    """
+    One request on a L{LeanHTTPChannel}: the part of C{twisted.web}'s
+    request that the API's handlers and the fast path use.
+
+    The response is collected (L{setResponseCode}, L{setHeader},
+    L{write}) and sent in one piece by L{finish}.
+    """
+
+    body_too_large: ClassVar[bool] = False
+    _log: ClassVar[Logger] = Logger()
+
+    def __init__(
+        self,
+        channel: LeanHTTPChannel,
+        method: bytes,
+        uri: bytes,
+        headers: dict[bytes, list[bytes]],
+        hostname: bytes,
+        close: bool,
+    ) -> None:
+        self.channel = channel
+        self.method = method
+        self.uri = uri
+        self.path = path = uri.partition(b"?")[0]
+        self.prepath: list[bytes] = []
+        self.postpath: list[bytes] = [unquote_to_bytes(s) for s in path[1:].split(b"/")]
+        self._headers = headers
+        self.requestHeaders = _RawHeaders(headers)
+        self.content: BytesIO | None = None
+        self.close = close
+        self.code = 200
+        self.headers_out: dict[bytes, tuple[bytes, bytes]] = {}
+        self._hostname = hostname
+        self._body: list[bytes] = []
+        self.finished = False
+        self._disconnected = False
+        self._notify: list[Deferred[None]] = []
+
+    def getHeader(self, key: bytes) -> bytes | None:
+        values = self._headers.get(key.lower())
+        return values[-1] if values else None
+
+    def getRequestHostname(self) -> bytes:
+        return self._hostname
+
+    def setResponseCode(self, code: int, message: bytes | None = None) -> None:
+        if not isinstance(code, int):
+            raise TypeError("HTTP response code must be int")
+        self.code = code
+
+    def setHeader(self, name: bytes | str, value: bytes | str) -> None:
+        raw_name = _bytes(name)
+        raw_value = _LINEAR_WHITESPACE.sub(b" ", _bytes(value))
+        self.headers_out[raw_name.lower()] = (_canonical(raw_name), raw_value)
+
+    def write(self, data: bytes) -> None:
+        if self.finished:
+            raise RuntimeError("write() called after finish()")
+        if not self._disconnected:
+            self._body.append(data)
+
+    def finish(self) -> None:
+        if self.finished:
+            raise RuntimeError("finish() called twice")
+        self.finished = True
+        if self._disconnected:
+            return
+        for d in self._notify:
+            d.callback(None)
+        self._notify = []
+        self.channel.respond(self)
+
+    def notifyFinish(self) -> Deferred[None]:
+        if self._disconnected:
+            return fail(ConnectionLost())
+        if self.finished:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._notify.append(d)
+        return d
+
+    def processingFailed(self, reason: Failure) -> None:
+        """
+        Even the error mapping failed: log it, answer a bare 500 and close.
+        """
+        self._log.failure(
+            "unhandled error serving {method} {uri}", reason, method=self.method, uri=self.uri
+        )
+        if self.finished or self._disconnected:
+            return
+        self._body = [_INTERNAL_ERROR]
+        self.code = 500
+        self.headers_out = {}
+        self.setHeader(b"content-type", b"application/json")
+        self.close = True
+        self.finish()
+
+    def connection_lost(self, reason: Failure) -> None:
+        self._disconnected = True
+        notify, self._notify = self._notify, []
+        for d in notify:
+            d.errback(reason)
+
+    def response(self, date: bytes) -> bytes:
+        """
+        The whole response, head and body.
+        """
+        code = self.code
+        lines = [b"HTTP/1.1 %d %s" % (code, RESPONSES.get(code, b"Unknown Status"))]
+        lines.extend(name + b": " + value for name, value in self.headers_out.values())
+        body = b"".join(self._body)
+        if code in _NO_BODY:
+            body = b""
+        else:
+            lines.append(b"Content-Length: %d" % len(body))
+        lines.append(b"Date: " + date)
+        if self.close:
+            lines.append(b"Connection: close")
+        lines.append(b"")
+        lines.append(body)
+        return b"\r\n".join(lines)
+
+
+class _Head:
+    """
+    A parsed request head, waiting for its body.
+    """
+
+    __slots__ = ("request", "found", "start", "end")
+
+    def __init__(self, request: LeanRequest, found: Route, start: int, end: int) -> None:
+        self.request = request
+        self.found = found
+        self.start = start
+        self.end = end
+
+
+@implementer(IPushProducer)
+class LeanHTTPChannel(TwistedProtocol):
+    """
+    One client connection to the API; see the module docstring.
+
+    @param fast: the API's fast path.
+    @param fallback: builds the guarded C{twisted.web} channel taking over.
+    @param admission: this connection's place in the site's limiter.
+    @param sweeper: checks this connection's deadlines.
+    @param max_body_bytes: a larger declared body goes to C{twisted.web},
+        which answers 413.
+    """
+
+    def __init__(
+        self,
+        fast: FastPath,
+        fallback: Fallback,
+        admission: Admission,
+        sweeper: LeanSweeper,
+        clock: IReactorTime,
+        max_body_bytes: int,
+    ) -> None:
+        self._fast = fast
+        self._fallback = fallback
+        self._admission = admission
+        self._sweeper = sweeper
+        self._clock = clock
+        self._max_body = max_body_bytes
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._head: _Head | None = None
+        self._request: LeanRequest | None = None
+        self._parsing = False
+        self._write_paused = False
+        self._reading = True
+        self.inner: GuardedHTTPChannel | None = None
+        self.closed_at: float | None = None
+        self.since: float | None = None
+        self.last = 0.0
+        self._date = (-1, b"")
+
+    # -- IProtocol -----------------------------------------------------------
+
+    @property
+    def _link(self) -> _Transport | None:
+        return cast("_Transport | None", self.transport)
+
+    def connectionMade(self) -> None:
+        transport = self._link
+        assert transport is not None
+        if ITCPTransport.providedBy(transport):
+            transport.setTcpNoDelay(True)
+        transport.registerProducer(self, True)
+        self._admission.on_evict = self._evicted
+        self.last = self._clock.seconds()
+        self._sweeper.add(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        inner = self.inner
+        if inner is not None:
+            inner.dataReceived(data)
+            return
+        if self.closed_at is not None or not data:
+            return
+        now = self._clock.seconds()
+        self.last = now
+        if self.since is None and self._request is None:
+            self.since = now
+        self._chunks.append(data)
+        self._size += len(data)
+        if self._request is None:
+            self._parse()
+        else:
+            self._update_reading()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        inner = self.inner
+        if inner is not None:
+            inner.connectionLost(reason)
+            return
+        if self.closed_at is None:
+            self.closed_at = self._clock.seconds()
+        self._sweeper.discard(self)
+        self._admission.release()
+        request, self._request = self._request, None
+        if request is not None:
+            request.connection_lost(reason)
+
+    # -- IPushProducer: the transport cannot take more for now ---------------
+
+    def pauseProducing(self) -> None:
+        self._write_paused = True
+        self._update_reading()
+
+    def resumeProducing(self) -> None:
+        self._write_paused = False
+        self._update_reading()
+        if self._request is None:
+            self._parse()
+
+    def stopProducing(self) -> None:
+        pass
+
+    # -- requests ------------------------------------------------------------
+
+    def _parse(self) -> None:
+        """
+        Serve the complete requests buffered, one at a time, until one must
+        wait for the engine, more bytes are needed, or the connection was
+        handed over or closed.
+
+        The buffer is joined once and walked with an offset, so a pipelined
+        burst is not copied once per request.
+        """
+        if self._parsing:
+            return
+        self._parsing = True
+        buffer = b""
+        offset = 0
+        try:
+            while (
+                self._request is None
+                and self._size
+                and self.inner is None
+                and self.closed_at is None
+                and not self._write_paused
+            ):
+                head = self._head
+                if head is not None and head.end > self._size:
+                    return
+                if len(self._chunks) > 1:
+                    self._chunks = [b"".join(self._chunks)]
+                buffer = self._chunks[0]
+                offset = len(buffer) - self._size
+                if head is None:
+                    head = self._parse_head(buffer, offset)
+                    if head is None:
+                        return
+                    if head.end > self._size:
+                        self._head = head
+                        return
+                self._head = None
+                request = head.request
+                request.content = BytesIO(buffer[offset + head.start : offset + head.end])
+                self._size -= head.end
+                self._request = request
+                self.since = None
+                self._admission.established()
+                self._fast.serve(request, head.found)
+        finally:
+            self._parsing = False
+            if self._size and len(self._chunks) == 1 and len(self._chunks[0]) > self._size:
+                # Keep only what is left, once per call.
+                self._chunks = [self._chunks[0][-self._size :]]
+            elif not self._size:
+                self._chunks = []
+            if self.inner is None and self.closed_at is None:
+                self._update_reading()
+
+    def _parse_head(self, buffer: bytes, offset: int) -> _Head | None:
+        """
+        The head of the request at C{offset} in C{buffer} if this channel
+        takes the request; otherwise C{None}, having handed the connection
+        over if it will not take it.  Positions in the head are relative to
+        C{offset}.
+        """
+        end = buffer.find(b"\r\n\r\n", offset, offset + MAX_HEAD_BYTES + 4)
+        if end < 0:
+            # Twisted may take a bare LF as the end of a line: such a head
+            # may be complete for it.
+            if (
+                len(buffer) - offset > MAX_HEAD_BYTES
+                or buffer.find(b"\n\n", offset) >= 0
+                or buffer.find(b"\n\r\n", offset) >= 0
+            ):
+                self._hand_over(buffer[offset:])
+            return None
+        lines = buffer[offset:end].split(b"\r\n")
+        line = _REQUEST_LINE.fullmatch(lines[0])
+        if line is None:
+            self._hand_over(buffer[offset:])
+            return None
+        headers: dict[bytes, list[bytes]] = {}
+        for raw in lines[1:]:
+            header = _HEADER.fullmatch(raw)
+            if header is None:
+                self._hand_over(buffer[offset:])
+                return None
+            name = header.group(1).lower()
+            value = header.group(2).strip(b" \t")
+            if name in headers:
+                headers[name].append(value)
+            else:
+                headers[name] = [value]
+        found = self._request_from(line.group(1), line.group(2), headers)
+        if found is None:
+            self._hand_over(buffer[offset:])
+            return None
+        request, route, length = found
+        start = end + 4 - offset
+        return _Head(request, route, start, start + length)
+
+    def _request_from(
+        self, method: bytes, uri: bytes, headers: dict[bytes, list[bytes]]
+    ) -> tuple[LeanRequest, Route, int] | None:
+        """
+        The request, its route and its body's length, if it is plain enough
+        to be served here.
+        """
+        if not _HANDED_OVER.isdisjoint(headers):
+            return None
+        hosts = headers.get(b"host")
+        lengths = headers.get(b"content-length", [b"0"])
+        if hosts is None or len(hosts) != 1 or len(lengths) != 1:
+            return None
+        if _LENGTH.fullmatch(lengths[0]) is None:
+            return None
+        length = int(lengths[0])
+        if length > self._max_body:
+            return None
+        close = False
+        connection = headers.get(b"connection")
+        if connection is not None:
+            tokens = {t.strip().lower() for v in connection for t in v.split(b",")}
+            if b"upgrade" in tokens:
+                return None
+            close = b"close" in tokens
+        host = _HOST.fullmatch(hosts[0])
+        assert host is not None
+        request = LeanRequest(self, method, uri, headers, host.group("host"), close)
+        route = self._fast.route(request)
+        if route is None:
+            return None
+        return request, route, length
+
+    def respond(self, request: LeanRequest) -> None:
+        """
+        Send C{request}'s answer (its C{finish}) and go on to the next.
+        """
+        if request is not self._request or self.transport is None:
+            return
+        now = self._clock.seconds()
+        second = int(now)
+        if self._date[0] != second:
+            self._date = (second, datetimeToString(second))  # type: ignore[no-untyped-call]
+        self.transport.write(request.response(self._date[1]))
+        self._request = None
+        self.last = now
+        if request.close:
+            self._close(now)
+            return
+        self._admission.pending()
+        if self._size:
+            self.since = now
+        self._parse()
+
+    def _update_reading(self) -> None:
+        """
+        Read from the client unless its answers cannot be written, or a
+        backlog has piled up behind the request being answered.
+        """
+        transport = self._link
+        reading = not self._write_paused and (
+            self._request is None or self._size <= MAX_BACKLOG_BYTES
+        )
+        if reading != self._reading and transport is not None:
+            self._reading = reading
+            if reading:
+                transport.resumeProducing()
+            else:
+                transport.pauseProducing()
+
+    def _hand_over(self, buffer: bytes) -> None:
+        """
+        Let a guarded C{twisted.web} channel serve this connection from
+        C{buffer} on, with what is left of the current request's deadline.
+        """
+        transport = self._link
+        assert transport is not None
+        self._chunks, self._size, self._head = [], 0, None
+        self._sweeper.discard(self)
+        transport.unregisterProducer()
+        if not self._reading:
+            self._reading = True
+            transport.resumeProducing()
+        inner = self._fallback(self._admission)
+        self.inner = inner
+        inner.makeConnection(transport)  # type: ignore[no-untyped-call]
+        if self.since is not None:
+            inner.continue_request(self._clock.seconds() - self.since)
+        inner.dataReceived(buffer)
+
+    # -- deadlines and closing -------------------------------------------------
+
+    def expire(self, now: float, request_timeout: float | None, idle_timeout: float | None) -> None:
+        """
+        Enforce this connection's deadlines (see L{LeanSweeper}).
+        """
+        transport = self._link
+        if transport is None or self.inner is not None:
+            return
+        if self.closed_at is not None:
+            if now - self.closed_at >= self._sweeper.abort_timeout:
+                transport.abortConnection()
+            return
+        if self.since is not None and request_timeout is not None:
+            if now - self.since >= request_timeout:
+                log_request_timeout(self._sweeper.timeouts, transport, request_timeout)
+                transport.write(
+                    error_response(
+                        408,
+                        "request_timeout",
+                        f"the request was not received within {request_timeout:g} s",
+                    )
+                )
+                self._close(now)
+            return
+        if self._request is None and idle_timeout is not None and now - self.last >= idle_timeout:
+            self._close(now)
+
+    def _evicted(self) -> None:
+        if self.closed_at is None:
+            self._close(self._clock.seconds())
+
+    def _close(self, now: float) -> None:
+        """
+        Stop serving and close once what was written is sent (or abort if
+        the client does not read it in time).
+        """
+        self.closed_at = now
+        self.since = None
+        self._chunks, self._size, self._head = [], 0, None
+        assert self.transport is not None
+        self.transport.loseConnection()
+
+
+class LeanSweeper:
+    """
+    The deadlines of a site's lean connections, checked every
+    C{resolution} seconds by one timer that runs only while there are
+    connections.
+
+    @ivar abort_timeout: seconds a closing connection may take to drain
+        before it is aborted.
+    @ivar timeouts: where missed request deadlines are logged, throttled.
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        request_timeout: float | None,
+        idle_timeout: float | None,
+        timeouts: ThrottledLog,
+        abort_timeout: float = 15.0,
+        resolution: float = 1.0,
+    ) -> None:
+        self._clock = clock
+        self._request_timeout = request_timeout
+        self._idle_timeout = idle_timeout
+        self.timeouts = timeouts
+        self.abort_timeout = abort_timeout
+        self._resolution = resolution
+        self._channels: set[LeanHTTPChannel] = set()
+        self._call: IDelayedCall | None = None
+
+    def add(self, channel: LeanHTTPChannel) -> None:
+        self._channels.add(channel)
+        if self._call is None:
+            self._call = self._clock.callLater(self._resolution, self._sweep)
+
+    def discard(self, channel: LeanHTTPChannel) -> None:
+        self._channels.discard(channel)
+
+    def __len__(self) -> int:
+        return len(self._channels)
+
+    def _sweep(self) -> None:
+        self._call = None
+        now = self._clock.seconds()
+        for channel in list(self._channels):
+            channel.expire(now, self._request_timeout, self._idle_timeout)
+        if self._channels:
+            self._call = self._clock.callLater(self._resolution, self._sweep)
+
+    def stop(self) -> None:
+        """
+        Cancel the timer (the site stops listening).
+        """
+        call, self._call = self._call, None
+        if call is not None and call.active():
+            call.cancel()
+
+
+LeanFactory = Callable[[Admission], LeanHTTPChannel]
