@@ -48,7 +48,7 @@ from twisted.web.http import RESPONSES, datetimeToString
 from zope.interface import implementer
 
 from raft3d.api import FastPath, Route
-from raft3d.transport import Admission, ThrottledLog
+from raft3d.transport import Admission, ThrottledLog, write_now
 
 from ._channel import GuardedHTTPChannel, error_response, log_request_timeout
 
@@ -510,7 +510,7 @@ class LeanHTTPChannel(TwistedProtocol):
         second = int(now)
         if self._date[0] != second:
             self._date = (second, datetimeToString(second))  # type: ignore[no-untyped-call]
-        self.transport.write(request.response(self._date[1]))
+        write_now(self.transport, (request.response(self._date[1]),))
         self._request = None
         self.last = now
         if request.close:

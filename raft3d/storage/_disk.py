@@ -19,14 +19,14 @@ from __future__ import annotations
 import os
 import threading
 from functools import partial
-from typing import Callable, Protocol, Sequence, Union, cast
+from queue import SimpleQueue
+from typing import Callable, ClassVar, Protocol, Sequence, Union, cast
 
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorCore, IReactorFromThreads
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from ..raft._interfaces import CorruptStorage, IRaftStorage, LoadedState, PersistBatch
@@ -141,14 +141,22 @@ class _Runner(Protocol):
 
 class _ThreadRunner:
     """
-    The production runner: one dedicated thread, results delivered with
-    C{callFromThread}.
+    The production runner: one dedicated thread fed by a C{SimpleQueue},
+    results delivered with C{callFromThread}.
+
+    Not Twisted's C{ThreadPool}: its coordination (a coordinator worker,
+    context propagation, idle bookkeeping) cost about 0.14 ms per save on
+    this machine, a third of a whole fdatasync, on every write's critical
+    path.  One thread with a queue costs a few microseconds.
     """
+
+    _log: ClassVar[Logger] = Logger()
 
     def __init__(self, reactor: IReactorFromThreads, name: str) -> None:
         self._reactor = reactor
-        self._pool = ThreadPool(minthreads=1, maxthreads=1, name=name)
-        self._pool.start()
+        self._work: SimpleQueue[Callable[[], None] | None] = SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name)
+        self._thread.start()
         self._stopped = False
         self._trigger: object | None = None
         if IReactorCore.providedBy(reactor):
@@ -158,8 +166,18 @@ class _ThreadRunner:
                 "during", "shutdown", self.stop
             )
 
+    def _run(self) -> None:
+        while True:
+            work = self._work.get()
+            if work is None:
+                return
+            try:
+                work()
+            except BaseException:
+                self._log.failure("storage writer failed")
+
     def submit(self, work: Callable[[], None]) -> None:
-        self._pool.callInThread(work)
+        self._work.put(work)
 
     def deliver(self, fn: Callable[[], None]) -> None:
         self._reactor.callFromThread(fn)
@@ -173,7 +191,9 @@ class _ThreadRunner:
                 cast(IReactorCore, self._reactor).removeSystemEventTrigger(self._trigger)
             except (ValueError, KeyError):
                 pass
-        self._pool.stop()
+        self._work.put(None)
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
 
 
 class _InlineRunner:

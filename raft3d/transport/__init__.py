@@ -17,6 +17,7 @@ from ._limits import (
 )
 from ._transport import DEFAULT_MAX_BUFFER, ProbeFailed, TCPPeerTransport
 from ._wire import DEFAULT_MAX_FRAME, PROTOCOL_VERSION, format_address, parse_address
+from ._writethrough import write_now
 
 __all__ = [
     "DEFAULT_MAX_BUFFER",
@@ -31,4 +32,5 @@ __all__ = [
     "ThrottledLog",
     "format_address",
     "parse_address",
+    "write_now",
 ]

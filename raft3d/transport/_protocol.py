@@ -74,6 +74,7 @@ from ._wire import (
     reject_map,
     shorten,
 )
+from ._writethrough import write_now
 
 MAX_HANDSHAKE_FRAME = 64 * 1024
 """
@@ -376,7 +377,7 @@ class PeerConnection(Protocol):
     def _write(self, frame: Frame) -> None:
         transport = self.transport
         assert transport is not None
-        transport.writeSequence(frame)
+        write_now(transport, frame)
 
     # -- receiving ------------------------------------------------------
 
