@@ -7,9 +7,10 @@ Phases, in this order (each can be skipped):
  1. reference rows: C{fdatasync} of 4 KiB appends, then one Twisted
     process (plain C{Resource}, then a Klein route) answering creates with
     no Raft and no disk;
- 2. etcd: for each workload a fresh 3-member cluster, every row on the
-    leader then spread over the members;
- 3. Raft3D: the same rows on fresh 3-node clusters;
+ 2. and 3. for each workload in turn, etcd then Raft3D, each on a fresh
+    3-member cluster, every row on the leader then spread over the
+    members (so the two systems' rows of a workload are measured minutes
+    apart, not a quarter of an hour: the machine's speed drifts);
  4. the py-spy profile of the Raft3D leader under the 64-connection creates;
  5. the scale run (C{--scale N} objects).
 
@@ -430,29 +431,28 @@ class Bench:
             raise RuntimeError(f"creating the fixture filament failed: {status} {filament!r:.200}")
         return [printer["id"], filament["id"]]
 
-    def compare(self, system: str) -> None:
-        for workload in self.args.workloads:
-            phase = f"{system}-{workload}"
-            self.say(f"== {system}: {workload} (fresh cluster)")
-            cluster = self._cluster(system, phase)
-            try:
-                cluster.start()
-                leader = cluster.wait_ready()
-                fixture = self._fixture(cluster, leader, workload)
-                if self.args.warmup:
-                    self.runner.run(
-                        [Target(cluster.http_addrs[leader], 16)],
-                        system=system,
-                        workload=workload,
-                        tag=f"warm-{workload}",
-                        duration=self.args.warmup,
-                        fixture=fixture,
-                    )
-                self._rows(cluster, system, workload, fixture, leader)
-            except (WrkFailed, RuntimeError, OSError) as e:
-                self.problem(f"{phase} aborted", f"{type(e).__name__}: {e}")
-            finally:
-                self._finish_cluster(cluster, phase)
+    def compare(self, system: str, workload: str) -> None:
+        phase = f"{system}-{workload}"
+        self.say(f"== {system}: {workload} (fresh cluster)")
+        cluster = self._cluster(system, phase)
+        try:
+            cluster.start()
+            leader = cluster.wait_ready()
+            fixture = self._fixture(cluster, leader, workload)
+            if self.args.warmup:
+                self.runner.run(
+                    [Target(cluster.http_addrs[leader], 16)],
+                    system=system,
+                    workload=workload,
+                    tag=f"warm-{workload}",
+                    duration=self.args.warmup,
+                    fixture=fixture,
+                )
+            self._rows(cluster, system, workload, fixture, leader)
+        except (WrkFailed, RuntimeError, OSError) as e:
+            self.problem(f"{phase} aborted", f"{type(e).__name__}: {e}")
+        finally:
+            self._finish_cluster(cluster, phase)
 
     def _rows(
         self, cluster: Cluster, system: str, workload: str, fixture: list[str], leader: int
@@ -583,9 +583,10 @@ class Bench:
             raise SystemExit("wrk is not installed (apt-get install wrk)")
         if "reference" in phases:
             self.reference()
-        for system in ("etcd", "raft3d"):
-            if system in phases:
-                self.compare(system)
+        systems = [system for system in ("etcd", "raft3d") if system in phases]
+        for workload in self.args.workloads:
+            for system in systems:
+                self.compare(system, workload)
         if "profile" in phases:
             self.profile()
         if "scale" in phases:
