@@ -33,6 +33,7 @@ up to its resolution late.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from io import BytesIO
 from typing import Callable, ClassVar, Final, Protocol, cast
 from urllib.parse import unquote_to_bytes
@@ -64,10 +65,19 @@ Pipelined bytes buffered behind a request being answered before reading
 stops.
 """
 
-_REQUEST_LINE: Final = re.compile(rb"(GET|POST) (/[!-~]*) HTTP/1\.1")
-_HEADER: Final = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):([\t\x20-\x7e\x80-\xff]*)")
+_HEAD: Final = re.compile(
+    rb"(GET|POST) (/[!-~]*) HTTP/1\.1"
+    rb"((?:\r\n[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e\x80-\xff]*)*)"
+)
+"""
+A head taken here: the request line, then header lines with a token for a
+name and no control characters but tab in the value (so no bare CR or LF
+anywhere).
+"""
+
 _HOST: Final = re.compile(rb"\[?(?P<host>.*?)\]?(:\d+)?")
-_LENGTH: Final = re.compile(rb"[0-9]{1,12}")
+_HOST_SPECIALS: Final = (b":", b"[", b"]")
+_MAX_LENGTH_DIGITS: Final = 12
 _LINEAR_WHITESPACE: Final = re.compile(rb"\r\n|\r|\n")
 _NO_BODY: Final = frozenset({204, 304})
 _HANDED_OVER: Final = frozenset({b"transfer-encoding", b"expect", b"upgrade"})
@@ -104,7 +114,12 @@ class Fallback(Protocol):
     def __call__(self, admission: Admission) -> GuardedHTTPChannel: ...
 
 
+@lru_cache(maxsize=64)
 def _canonical(name: bytes) -> bytes:
+    """
+    C{content-type} as C{Content-Type} (the few names the API sets are
+    remembered).
+    """
     return b"-".join(part.capitalize() for part in name.split(b"-"))
 
 
@@ -153,7 +168,10 @@ class LeanRequest:
         self.uri = uri
         self.path = path = uri.partition(b"?")[0]
         self.prepath: list[bytes] = []
-        self.postpath: list[bytes] = [unquote_to_bytes(s) for s in path[1:].split(b"/")]
+        segments = path[1:].split(b"/")
+        self.postpath: list[bytes] = (
+            [unquote_to_bytes(s) for s in segments] if b"%" in path else segments
+        )
         self._headers = headers
         self.requestHeaders = _RawHeaders(headers)
         self.content: BytesIO | None = None
@@ -442,24 +460,20 @@ class LeanHTTPChannel(TwistedProtocol):
             ):
                 self._hand_over(buffer[offset:])
             return None
-        lines = buffer[offset:end].split(b"\r\n")
-        line = _REQUEST_LINE.fullmatch(lines[0])
-        if line is None:
+        head = _HEAD.fullmatch(buffer, offset, end)
+        if head is None:
             self._hand_over(buffer[offset:])
             return None
         headers: dict[bytes, list[bytes]] = {}
-        for raw in lines[1:]:
-            header = _HEADER.fullmatch(raw)
-            if header is None:
-                self._hand_over(buffer[offset:])
-                return None
-            name = header.group(1).lower()
-            value = header.group(2).strip(b" \t")
+        for raw in head.group(3).split(b"\r\n")[1:]:
+            name, _, value = raw.partition(b":")
+            name = name.lower()
+            value = value.strip(b" \t")
             if name in headers:
                 headers[name].append(value)
             else:
                 headers[name] = [value]
-        found = self._request_from(line.group(1), line.group(2), headers)
+        found = self._request_from(head.group(1), head.group(2), headers)
         if found is None:
             self._hand_over(buffer[offset:])
             return None
@@ -480,9 +494,10 @@ class LeanHTTPChannel(TwistedProtocol):
         lengths = headers.get(b"content-length", [b"0"])
         if hosts is None or len(hosts) != 1 or len(lengths) != 1:
             return None
-        if _LENGTH.fullmatch(lengths[0]) is None:
+        declared = lengths[0]
+        if not declared.isdigit() or len(declared) > _MAX_LENGTH_DIGITS:
             return None
-        length = int(lengths[0])
+        length = int(declared)
         if length > self._max_body:
             return None
         close = False
@@ -492,9 +507,13 @@ class LeanHTTPChannel(TwistedProtocol):
             if b"upgrade" in tokens:
                 return None
             close = b"close" in tokens
-        host = _HOST.fullmatch(hosts[0])
-        assert host is not None
-        request = LeanRequest(self, method, uri, headers, host.group("host"), close)
+        hostname = hosts[0]
+        if any(c in hostname for c in _HOST_SPECIALS):
+            # A port or an IPv6 literal: what twisted.web takes as the name.
+            match = _HOST.fullmatch(hostname)
+            assert match is not None
+            hostname = match.group("host")
+        request = LeanRequest(self, method, uri, headers, hostname, close)
         route = self._fast.route(request)
         if route is None:
             return None

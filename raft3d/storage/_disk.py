@@ -168,13 +168,20 @@ class _ThreadRunner:
 
     def _run(self) -> None:
         while True:
-            work = self._work.get()
+            work = self._wait()
             if work is None:
                 return
             try:
                 work()
             except BaseException:
                 self._log.failure("storage writer failed")
+
+    def _wait(self) -> Callable[[], None] | None:
+        """
+        The next work, when there is some (a method of its own so that
+        profiles see the thread waiting, not working).
+        """
+        return self._work.get()
 
     def submit(self, work: Callable[[], None]) -> None:
         self._work.put(work)
