@@ -45,7 +45,7 @@ from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.http import RESPONSES, datetimeToString
+from twisted.web.http import RESPONSES, HTTPChannel, datetimeToString
 from zope.interface import implementer
 
 from raft3d.api import FastPath, Route
@@ -78,6 +78,7 @@ anywhere).
 _HOST: Final = re.compile(rb"\[?(?P<host>.*?)\]?(:\d+)?")
 _HOST_SPECIALS: Final = (b":", b"[", b"]")
 _MAX_LENGTH_DIGITS: Final = 12
+_MAX_HEADERS: Final = HTTPChannel.maxHeaders
 _LINEAR_WHITESPACE: Final = re.compile(rb"\r\n|\r|\n")
 _NO_BODY: Final = frozenset({204, 304})
 _HANDED_OVER: Final = frozenset({b"transfer-encoding", b"expect", b"upgrade"})
@@ -464,8 +465,13 @@ class LeanHTTPChannel(TwistedProtocol):
         if head is None:
             self._hand_over(buffer[offset:])
             return None
+        lines = head.group(3).split(b"\r\n")
+        if len(lines) - 1 > _MAX_HEADERS:
+            # Twisted refuses so many (431); so must this connection.
+            self._hand_over(buffer[offset:])
+            return None
         headers: dict[bytes, list[bytes]] = {}
-        for raw in head.group(3).split(b"\r\n")[1:]:
+        for raw in lines[1:]:
             name, _, value = raw.partition(b":")
             name = name.lower()
             value = value.strip(b" \t")

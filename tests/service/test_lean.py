@@ -263,6 +263,7 @@ class HandOverTests(LeanTestCase):
         b"GET /fast/" + b"a" * (MAX_HEAD_BYTES + 10) + b" HTTP/1.1\r\nHost: node\r\n\r\n",
         b"GET /fast/a HTTP/1.1\r\nHost: node\r\nX: " + b"a" * (MAX_HEAD_BYTES + 10) + b"\r\n\r\n",
         b"garbage\r\n\r\n",
+        b"GET /fast/a HTTP/1.1\r\nHost: node\r\n" + b"A: b\r\n" * 501 + b"\r\n",
     ]
 
     def test_odd_requests(self) -> None:
@@ -270,8 +271,9 @@ class HandOverTests(LeanTestCase):
         Other paths, methods and versions, absolute targets, missing or
         repeated Hosts, folded, spaced, bare-LF or control-character
         headers, leading blank lines, repeated or signed lengths, bodies
-        over the limit, chunked, C{Expect} and upgrade requests, huge heads
-        and garbage are all answered as by a guarded channel alone.
+        over the limit, chunked, C{Expect} and upgrade requests, huge heads,
+        too many headers and garbage are all answered as by a guarded
+        channel alone.
         """
         for data in self.odd:
             client = self.client()
