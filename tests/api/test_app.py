@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import parse_qsl
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from treq.testing import HasHeaders, RequestSequence, StringStubbingResource, StubTreq
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionRefusedError
@@ -15,6 +18,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from raft3d.api import MAX_BODY_BYTES, FarmAPI
+from raft3d.api._app import MAX_QUERY_FIELDS, parse_query
 from raft3d.farm import FarmState, JobStatus
 from raft3d.raft import (
     LeadershipTransferInProgress,
@@ -1031,3 +1035,53 @@ class StorageFullTests(APITestCase):
             )
         self.assertEqual(self.call("GET", f"{PRINTERS}/{pid}").code, 200)
         self.assertEqual(self.call("GET", f"{PRINTERS}?consistency=stale").code, 200)
+
+
+class ParseQueryTests(SynchronousTestCase):
+    """
+    L{parse_query} reads every query exactly as C{parse_qsl} with the
+    API's options does, errors included.
+    """
+
+    @staticmethod
+    def reference(text: str) -> Any:
+        try:
+            return parse_qsl(
+                text,
+                keep_blank_values=True,
+                encoding="utf-8",
+                errors="strict",
+                max_num_fields=MAX_QUERY_FIELDS,
+            )
+        except ValueError as e:
+            return type(e)
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.text(alphabet="ab=&%+2F;", max_size=60))
+    def test_same_as_parse_qsl(self, text: str) -> None:
+        try:
+            ours: Any = parse_query(text)
+        except ValueError as e:
+            ours = type(e)
+        self.assertEqual(ours, self.reference(text))
+
+    def test_cases(self) -> None:
+        """
+        Plain, blank, repeated and escaped fields, and too many of them.
+        """
+        for text in (
+            "consistency=stale",
+            "limit=10&cursor=abc",
+            "a&&b=&=c",
+            "a=b=c",
+            "status=Queued&printer_id=x%20y",
+            "a+b=c",
+            "%FF=1",
+            "&".join(["a=1"] * MAX_QUERY_FIELDS),
+            "&".join(["a=1"] * (MAX_QUERY_FIELDS + 1)),
+        ):
+            try:
+                ours: Any = parse_query(text)
+            except ValueError as e:
+                ours = type(e)
+            self.assertEqual(ours, self.reference(text), text)
