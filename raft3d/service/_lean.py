@@ -35,7 +35,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from io import BytesIO
-from typing import Callable, ClassVar, Final, Protocol, cast
+from typing import ClassVar, Final, Protocol, cast
 from urllib.parse import unquote_to_bytes
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -89,8 +89,6 @@ class _Transport(Protocol):
     """
     What a lean channel needs of its (TCP) transport.
     """
-
-    disconnecting: bool
 
     def write(self, data: bytes) -> None: ...
 
@@ -320,9 +318,9 @@ class LeanHTTPChannel(TwistedProtocol):
         self._write_paused = False
         self._reading = True
         self.inner: GuardedHTTPChannel | None = None
-        self.closed_at: float | None = None
-        self.since: float | None = None
-        self.last = 0.0
+        self._closed_at: float | None = None
+        self._since: float | None = None
+        self._last = 0.0
         self._date = (-1, b"")
 
     # -- IProtocol -----------------------------------------------------------
@@ -338,7 +336,7 @@ class LeanHTTPChannel(TwistedProtocol):
             transport.setTcpNoDelay(True)
         transport.registerProducer(self, True)
         self._admission.on_evict = self._evicted
-        self.last = self._clock.seconds()
+        self._last = self._clock.seconds()
         self._sweeper.add(self)
 
     def dataReceived(self, data: bytes) -> None:
@@ -346,12 +344,12 @@ class LeanHTTPChannel(TwistedProtocol):
         if inner is not None:
             inner.dataReceived(data)
             return
-        if self.closed_at is not None or not data:
+        if self._closed_at is not None or not data:
             return
         now = self._clock.seconds()
-        self.last = now
-        if self.since is None and self._request is None:
-            self.since = now
+        self._last = now
+        if self._since is None and self._request is None:
+            self._since = now
         self._chunks.append(data)
         self._size += len(data)
         if self._request is None:
@@ -364,8 +362,8 @@ class LeanHTTPChannel(TwistedProtocol):
         if inner is not None:
             inner.connectionLost(reason)
             return
-        if self.closed_at is None:
-            self.closed_at = self._clock.seconds()
+        if self._closed_at is None:
+            self._closed_at = self._clock.seconds()
         self._sweeper.discard(self)
         self._admission.release()
         request, self._request = self._request, None
@@ -401,14 +399,12 @@ class LeanHTTPChannel(TwistedProtocol):
         if self._parsing:
             return
         self._parsing = True
-        buffer = b""
-        offset = 0
         try:
             while (
                 self._request is None
                 and self._size
                 and self.inner is None
-                and self.closed_at is None
+                and self._closed_at is None
                 and not self._write_paused
             ):
                 head = self._head
@@ -430,7 +426,7 @@ class LeanHTTPChannel(TwistedProtocol):
                 request.content = BytesIO(buffer[offset + head.start : offset + head.end])
                 self._size -= head.end
                 self._request = request
-                self.since = None
+                self._since = None
                 self._admission.established()
                 self._fast.serve(request, head.found)
         finally:
@@ -440,7 +436,7 @@ class LeanHTTPChannel(TwistedProtocol):
                 self._chunks = [self._chunks[0][-self._size :]]
             elif not self._size:
                 self._chunks = []
-            if self.inner is None and self.closed_at is None:
+            if self.inner is None and self._closed_at is None:
                 self._update_reading()
 
     def _parse_head(self, buffer: bytes, offset: int) -> _Head | None:
@@ -537,13 +533,13 @@ class LeanHTTPChannel(TwistedProtocol):
             self._date = (second, datetimeToString(second))  # type: ignore[no-untyped-call]
         write_now(self.transport, (request.response(self._date[1]),))
         self._request = None
-        self.last = now
+        self._last = now
         if request.close:
             self._close(now)
             return
         self._admission.pending()
         if self._size:
-            self.since = now
+            self._since = now
         self._parse()
 
     def _update_reading(self) -> None:
@@ -578,8 +574,8 @@ class LeanHTTPChannel(TwistedProtocol):
         inner = self._fallback(self._admission)
         self.inner = inner
         inner.makeConnection(transport)  # type: ignore[no-untyped-call]
-        if self.since is not None:
-            inner.continue_request(self._clock.seconds() - self.since)
+        if self._since is not None:
+            inner.continue_request(self._clock.seconds() - self._since)
         inner.dataReceived(buffer)
 
     # -- deadlines and closing -------------------------------------------------
@@ -591,12 +587,12 @@ class LeanHTTPChannel(TwistedProtocol):
         transport = self._link
         if transport is None or self.inner is not None:
             return
-        if self.closed_at is not None:
-            if now - self.closed_at >= self._sweeper.abort_timeout:
+        if self._closed_at is not None:
+            if now - self._closed_at >= self._sweeper.abort_timeout:
                 transport.abortConnection()
             return
-        if self.since is not None and request_timeout is not None:
-            if now - self.since >= request_timeout:
+        if self._since is not None and request_timeout is not None:
+            if now - self._since >= request_timeout:
                 log_request_timeout(self._sweeper.timeouts, transport, request_timeout)
                 transport.write(
                     error_response(
@@ -607,11 +603,11 @@ class LeanHTTPChannel(TwistedProtocol):
                 )
                 self._close(now)
             return
-        if self._request is None and idle_timeout is not None and now - self.last >= idle_timeout:
+        if self._request is None and idle_timeout is not None and now - self._last >= idle_timeout:
             self._close(now)
 
     def _evicted(self) -> None:
-        if self.closed_at is None:
+        if self._closed_at is None:
             self._close(self._clock.seconds())
 
     def _close(self, now: float) -> None:
@@ -619,8 +615,8 @@ class LeanHTTPChannel(TwistedProtocol):
         Stop serving and close once what was written is sent (or abort if
         the client does not read it in time).
         """
-        self.closed_at = now
-        self.since = None
+        self._closed_at = now
+        self._since = None
         self._chunks, self._size, self._head = [], 0, None
         assert self.transport is not None
         self.transport.loseConnection()
@@ -663,9 +659,6 @@ class LeanSweeper:
     def discard(self, channel: LeanHTTPChannel) -> None:
         self._channels.discard(channel)
 
-    def __len__(self) -> int:
-        return len(self._channels)
-
     def _sweep(self) -> None:
         self._call = None
         now = self._clock.seconds()
@@ -681,6 +674,3 @@ class LeanSweeper:
         call, self._call = self._call, None
         if call is not None and call.active():
             call.cancel()
-
-
-LeanFactory = Callable[[Admission], LeanHTTPChannel]
