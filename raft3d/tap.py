@@ -221,6 +221,13 @@ def _seconds(name: str) -> Any:
 _HTTP = HTTPLimits()
 
 
+SNAPSHOT_STAGGER = 0.5
+"""
+A node takes each snapshot after between 1 and 1.5 times
+C{--snapshot-threshold} entries (see C{NodeSettings.snapshot_stagger}).
+"""
+
+
 class Options(usage.Options):
     """
     The flags of C{twistd raft3d}; see C{docs/operations.md}.
@@ -458,6 +465,7 @@ class Options(usage.Options):
             election_ticks=election_ticks,
             heartbeat_ticks=heartbeat_ticks,
             snapshot_threshold=self["snapshot-threshold"],
+            snapshot_stagger=SNAPSHOT_STAGGER,
             trailing_entries=self["trailing-logs"],
             max_append_bytes=batch,
             snapshot_chunk_size=batch,

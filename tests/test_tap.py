@@ -83,7 +83,8 @@ class OptionsTests(SynchronousTestCase):
         The seed README's node1 command line gives node1, its addresses,
         bootstrap, and its two peers (its own entry removed), with the
         default tuning: 500 ms elections and 50 ms heartbeats as ticks,
-        snapshots every 65536 entries keeping 1024, 16 MiB frames.
+        snapshots every 65536 entries (staggered) keeping 1024, 16 MiB
+        frames.
         """
         config = parse(SEED_NODE1).config
         self.assertEqual(
@@ -98,6 +99,7 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(settings.tick_interval, 0.05)
         self.assertEqual((settings.election_ticks, settings.heartbeat_ticks), (10, 1))
         self.assertEqual((settings.snapshot_threshold, settings.trailing_entries), (65536, 1024))
+        self.assertEqual(settings.snapshot_stagger, tap.SNAPSHOT_STAGGER)
         self.assertEqual(config.max_frame, DEFAULT_MAX_FRAME)
         self.assertEqual(settings.max_append_bytes, 1 << 20)
         self.assertEqual(config.warnings, ())

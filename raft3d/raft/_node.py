@@ -93,6 +93,12 @@ class NodeSettings:
         carry at least C{1 / snapshot_log_ratio} of its size: a large state
         is not rewritten for a few kilobytes of log.
     @ivar snapshot_log_ratio: see C{snapshot_threshold}.
+    @ivar snapshot_stagger: each snapshot waits for between 1 and
+        C{1 + snapshot_stagger} times C{snapshot_threshold} entries, drawn
+        anew after each one, so that the members of a cluster, which apply
+        the same entries, do not all write a snapshot at once and stall
+        their logs together (hashicorp/raft staggers its snapshot checks
+        for the same reason).  0 for exactly the threshold.
     @ivar trailing_entries: entries kept in the log behind a snapshot, so
         slightly lagging followers catch up without a snapshot.
     @ivar snapshot_retry_delay: after a failed snapshot write (disk full),
@@ -114,6 +120,7 @@ class NodeSettings:
     check_quorum: bool = True
     snapshot_threshold: int = 65536
     snapshot_log_ratio: float = 4.0
+    snapshot_stagger: float = 0.0
     trailing_entries: int = 1024
     snapshot_chunk_size: int = 1 << 20
     snapshot_window: int = 4
@@ -369,6 +376,7 @@ class RaftNode:
         self._snapshot_size = 0
         self._snapshotting = False
         self._snapshot_retry_at = 0.0
+        self._snapshot_every = self._next_snapshot_threshold()
 
         self._queue: list[tuple[list[Any], Deferred[Any]]] = []
         # Batch ids start at random so that a restarted follower's ids do
@@ -1200,11 +1208,22 @@ class RaftNode:
     def _maybe_snapshot(self) -> None:
         if (
             not self._snapshotting
-            and self.applied_index - self.core.snapshot.index >= self.settings.snapshot_threshold
+            and self.applied_index - self.core.snapshot.index >= self._snapshot_every
             and self._applied_bytes * self.settings.snapshot_log_ratio >= self._snapshot_size
             and self._clock.seconds() >= self._snapshot_retry_at
         ):
             self._snapshot_now()
+
+    def _next_snapshot_threshold(self) -> int:
+        """
+        Entries to apply before the next snapshot (see
+        C{NodeSettings.snapshot_stagger}).
+        """
+        threshold = self.settings.snapshot_threshold
+        stagger = self.settings.snapshot_stagger
+        if stagger <= 0:
+            return threshold
+        return threshold + int(threshold * stagger * self._rng.random())
 
     def _snapshot_now(self) -> Deferred[SnapshotMeta | None]:
         core = self.core
@@ -1226,6 +1245,7 @@ class RaftNode:
 
         def written(data: bytes) -> SnapshotMeta:
             self._snapshotting = False
+            self._snapshot_every = self._next_snapshot_threshold()
             if self._halted:
                 return meta
             self._latest_snapshot = (meta, data)

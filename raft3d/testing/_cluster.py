@@ -128,6 +128,7 @@ def sim_settings(**overrides: Any) -> NodeSettings:
         max_inflight=8,
         max_append_bytes=512,
         snapshot_threshold=40,
+        snapshot_stagger=0.5,
         trailing_entries=8,
         snapshot_chunk_size=97,
         snapshot_window=3,

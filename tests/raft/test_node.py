@@ -849,7 +849,7 @@ class DiskFullTests(SynchronousTestCase):
             results.append(d)
             return d
 
-        settings = sim_settings(snapshot_threshold=30, trailing_entries=4)
+        settings = sim_settings(snapshot_threshold=30, snapshot_stagger=0.0, trailing_entries=4)
         node, _ = _single(clock, storage, settings, machine, run_in_thread)
         node.start(bootstrap=_SOLO, cluster_id="c1")
         _run(clock, 2.0)
@@ -883,7 +883,7 @@ class DiskFullTests(SynchronousTestCase):
         """
         clock = Clock()
         storage = MemoryStorage(clock, random.Random(3), fsync_delay=(0.001, 0.002))
-        settings = sim_settings(snapshot_threshold=10, trailing_entries=4)
+        settings = sim_settings(snapshot_threshold=10, snapshot_stagger=0.0, trailing_entries=4)
         node, _ = _single(clock, storage, settings, _BulkyMachine("solo", Invariants()))
         node.start(bootstrap=_SOLO, cluster_id="c1")
         _run(clock, 2.0)
@@ -902,6 +902,38 @@ class DiskFullTests(SynchronousTestCase):
             node.propose("y" * 1000)
             _run(clock, 0.01)
         self.assertGreater(node.status().snapshot_index, first)
+
+    def test_snapshot_stagger(self) -> None:
+        """
+        With C{snapshot_stagger}, each snapshot waits for between 1 and 1 +
+        stagger times the threshold entries, drawn anew each time (so the
+        members of a cluster drift apart); without it, exactly the
+        threshold.
+        """
+        for stagger, low, high in ((0.0, 10, 10), (0.5, 10, 15)):
+            clock = Clock()
+            storage = MemoryStorage(clock, random.Random(3), fsync_delay=(0.001, 0.002))
+            settings = sim_settings(
+                snapshot_threshold=10,
+                snapshot_stagger=stagger,
+                snapshot_log_ratio=1e9,
+                trailing_entries=4,
+            )
+            node, _ = _single(clock, storage, settings)
+            node.start(bootstrap=_SOLO, cluster_id="c1")
+            _run(clock, 2.0)
+            taken = [node.status().snapshot_index]
+            for i in range(120):
+                node.propose(i)
+                _run(clock, 0.01)
+                index = node.status().snapshot_index
+                if index != taken[-1]:
+                    taken.append(index)
+            gaps = [b - a for a, b in zip(taken[1:], taken[2:], strict=False)]
+            self.assertGreater(len(gaps), 4, taken)
+            self.assertTrue(all(low <= gap <= high for gap in gaps), (stagger, gaps))
+            if stagger:
+                self.assertGreater(len(set(gaps)), 1, gaps)
 
     def test_failed_snapshot_backs_off(self) -> None:
         """
