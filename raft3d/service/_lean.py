@@ -580,10 +580,12 @@ class LeanHTTPChannel(TwistedProtocol):
 
     # -- deadlines and closing -------------------------------------------------
 
-    def expire(self, now: float, request_timeout: float | None, idle_timeout: float | None) -> None:
+    def expire(self, now: float) -> None:
         """
-        Enforce this connection's deadlines (see L{LeanSweeper}).
+        Enforce this connection's deadlines (those of its L{LeanSweeper}).
         """
+        request_timeout = self._sweeper.request_timeout
+        idle_timeout = self._sweeper.idle_timeout
         transport = self._link
         if transport is None or self.inner is not None:
             return
@@ -628,6 +630,10 @@ class LeanSweeper:
     C{resolution} seconds by one timer that runs only while there are
     connections.
 
+    @ivar request_timeout: seconds a request may take to arrive whole
+        (L{None}: no limit).
+    @ivar idle_timeout: seconds a connection may wait for a request
+        (L{None}: no limit).
     @ivar abort_timeout: seconds a closing connection may take to drain
         before it is aborted.
     @ivar timeouts: where missed request deadlines are logged, throttled.
@@ -643,8 +649,8 @@ class LeanSweeper:
         resolution: float = 1.0,
     ) -> None:
         self._clock = clock
-        self._request_timeout = request_timeout
-        self._idle_timeout = idle_timeout
+        self.request_timeout = request_timeout
+        self.idle_timeout = idle_timeout
         self.timeouts = timeouts
         self.abort_timeout = abort_timeout
         self._resolution = resolution
@@ -663,7 +669,7 @@ class LeanSweeper:
         self._call = None
         now = self._clock.seconds()
         for channel in list(self._channels):
-            channel.expire(now, self._request_timeout, self._idle_timeout)
+            channel.expire(now)
         if self._channels:
             self._call = self._clock.callLater(self._resolution, self._sweep)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import parse_qsl
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,7 +17,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from raft3d.api import MAX_BODY_BYTES, FarmAPI
-from raft3d.api._app import MAX_QUERY_FIELDS, parse_query
+from raft3d.api._app import MAX_QUERY_FIELDS, parse_qsl_strictly, parse_query
 from raft3d.farm import FarmState, JobStatus
 from raft3d.raft import (
     LeadershipTransferInProgress,
@@ -1040,19 +1039,13 @@ class StorageFullTests(APITestCase):
 class ParseQueryTests(SynchronousTestCase):
     """
     L{parse_query} reads every query exactly as C{parse_qsl} with the
-    API's options does, errors included.
+    API's options (L{parse_qsl_strictly}) does, errors included.
     """
 
     @staticmethod
     def reference(text: str) -> Any:
         try:
-            return parse_qsl(
-                text,
-                keep_blank_values=True,
-                encoding="utf-8",
-                errors="strict",
-                max_num_fields=MAX_QUERY_FIELDS,
-            )
+            return parse_qsl_strictly(text)
         except ValueError as e:
             return type(e)
 
