@@ -85,6 +85,8 @@ class IRaftStorage(Interface):
     Every method returning a L{Deferred} is executed in the order of the
     calls, off the reactor thread for real disks, and its Deferred fires
     (on the reactor thread) only once the work is durable (fsync/fdatasync).
+    L{save_snapshot} alone may complete after calls made later: a large
+    snapshot must not hold up the log.
     A failed write errbacks its Deferred (L{StorageFull} for lack of space)
     and leaves the storage as it was before that call.
     """
@@ -115,6 +117,8 @@ class IRaftStorage(Interface):
         """
         Durably write a snapshot (temporary file with a checksum, fsync,
         rename, fsync of the directory) and delete all but the newest two.
+        Later calls need not wait for it; the rename takes its place among
+        them when the file is written.
         """
 
     def install_snapshot(meta: SnapshotMeta, data: bytes) -> Deferred[None]:

@@ -847,8 +847,12 @@ class RaftNode:
 
     def _handle(self, ready: Ready) -> None:
         send = self._transport.send
-        for to, message in ready.messages:
-            send(to, message)
+        notices: list[tuple[str, Message]] = []
+        if ready.committed:
+            notices = self._send_entries_first(ready)
+        else:
+            for to, message in ready.messages:
+                send(to, message)
         if ready.configuration is not None:
             self._update_peers(ready.configuration)
         if ready.install_snapshot is not None:
@@ -866,6 +870,8 @@ class RaftNode:
                 d.addErrback(self._persist_failed, ready)
         if ready.committed:
             self._apply(ready.committed)
+        for to, message in notices:
+            send(to, message)
         for rs in ready.read_states:
             self._read_ready(rs)
         for rid in ready.failed_reads:
@@ -882,6 +888,27 @@ class RaftNode:
         if self.core.role is not Role.LEADER and self._outgoing:
             self._outgoing.clear()
         self._maybe_snapshot()
+
+    def _send_entries_first(self, ready: Ready) -> list[tuple[str, Message]]:
+        """
+        Send the messages of C{ready} that carry entries (or anything but an
+        empty C{AppendEntries}) and return the rest, to be sent once the
+        committed entries are applied: a notice of the new commit index
+        does not delay the answers to the clients whose entries it
+        commits.  A peer's messages keep their order (once one of them is
+        held back, the later ones are too); holding a message back only
+        delays it, which Raft tolerates of any network.
+        """
+        send = self._transport.send
+        held: list[tuple[str, Message]] = []
+        holding: set[str] = set()
+        for to, message in ready.messages:
+            if to in holding or (isinstance(message, AppendEntries) and not message.entries):
+                holding.add(to)
+                held.append((to, message))
+            else:
+                send(to, message)
+        return held
 
     def _persisted(self, _: object, ready: Ready) -> None:
         if self._halted:

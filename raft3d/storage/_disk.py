@@ -4,7 +4,9 @@ L{DiskStorage}: the real storage of a node, in one directory.
 
 Every write runs on a single dedicated writer thread, in call order, so the
 reactor never waits for the disk and the on-disk state only ever moves by
-whole calls.  Consecutive L{save<DiskStorage.save>} calls that queue up
+whole calls.  The one exception is the bulk of a snapshot: its file is
+written and synced by a second thread, and only the rename that publishes
+it joins the writer's queue, so log writes never wait behind a snapshot.  Consecutive L{save<DiskStorage.save>} calls that queue up
 while the writer is busy are written with one C{write} and made durable with
 one C{fdatasync} (group commit), which is what makes many small Raft batches
 cheap.  Results travel back to the reactor thread with C{callFromThread}.
@@ -36,9 +38,11 @@ from ._fileio import (
     TMP_SUFFIX,
     as_storage_error,
     atomic_write,
+    discard,
     fdatasync,
     fsync_dir,
     write_all,
+    write_temporary,
 )
 from ._metadata import METADATA_NAME, decode_metadata, encode_metadata
 from ._rules import (
@@ -68,6 +72,12 @@ from ._snapshots import (
 )
 
 DEFAULT_SEGMENT_SIZE = 64 * 1024 * 1024
+BACKGROUND_SUFFIX = ".bg" + TMP_SUFFIX
+"""
+Suffix of a snapshot being written off the writer thread: distinct from
+L{atomic_write}'s, so that an install of the same snapshot on the writer
+never shares its temporary file; removed at start-up like any temporary.
+"""
 CORRUPT_SUFFIX = ".corrupt"
 """Suffix given to a damaged snapshot that was skipped, kept for inspection."""
 
@@ -110,6 +120,17 @@ class _SaveSnapshot:
 
 
 @attrs.frozen
+class _PublishSnapshot:
+    """
+    Rename a snapshot written by the snapshot thread into place.
+    """
+
+    meta: SnapshotMeta
+    temporary: str
+    deferred: Deferred[None]
+
+
+@attrs.frozen
 class _Compact:
     upto_index: int
     deferred: Deferred[None]
@@ -120,7 +141,7 @@ class _Close:
     deferred: Deferred[None]
 
 
-_Op = Union[_SetIdentity, _Save, _SaveSnapshot, _Compact, _Close]
+_Op = Union[_SetIdentity, _Save, _SaveSnapshot, _PublishSnapshot, _Compact, _Close]
 _Results = list[tuple[Deferred[None], Union[Failure, None]]]
 
 
@@ -278,6 +299,9 @@ class DiskStorage:
         self._closed = False
         self._close_waiters: list[Deferred[None]] = []
         self._runner: _Runner | None = None
+        self._snapshot_runner: _Runner | None = None
+        self._snapshot_writes = 0
+        self._snapshot_waiters: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._queue: list[_Op] = []
         self._draining = False
@@ -473,10 +497,38 @@ class DiskStorage:
         return self._enqueue(_SetIdentity(identity, Deferred()))
 
     def save(self, batch: PersistBatch) -> Deferred[None]:
+        """
+        Queue C{batch} for the writer; an empty batch while the writer is
+        idle (as for a follower's answer to a heartbeat) has nothing to
+        wait for, and fires on the next reactor turn without it.
+        """
+        if batch.hard_state is None and not batch.entries and self._runner is not None:
+            with self._lock:
+                idle = not self._draining and not self._queue
+            if idle and not self._closing:
+                # Every earlier result is already on its way to the reactor
+                # thread, ahead of this one.
+                d: Deferred[None] = Deferred()
+                self._runner.deliver(partial(d.callback, None))
+                return d
         return self._enqueue(_Save(batch, Deferred()))
 
     def save_snapshot(self, meta: SnapshotMeta, data: bytes) -> Deferred[None]:
-        return self._enqueue(_SaveSnapshot(meta, data, False, Deferred()))
+        """
+        Write the snapshot file on the snapshot thread, then publish it in
+        order with the writer's other work: saves made meanwhile do not wait
+        for it, and it completes once it is renamed into place.
+        """
+        self._check_open()
+        if self._closing:
+            return fail(RuntimeError("storage is closed"))
+        op = _SaveSnapshot(meta, data, False, Deferred())
+        runner = self._snapshot_runner
+        if runner is None:
+            runner = self._snapshot_runner = self._new_runner("raft3d-snapshots")
+        self._snapshot_writes += 1
+        runner.submit(partial(self._write_snapshot_file, runner, op))
+        return op.deferred
 
     def install_snapshot(self, meta: SnapshotMeta, data: bytes) -> Deferred[None]:
         return self._enqueue(_SaveSnapshot(meta, data, True, Deferred()))
@@ -496,35 +548,51 @@ class DiskStorage:
         self._close_waiters.append(waiter)
         if self._closing:
             return waiter
+        self._closing = True
+        self._after_snapshot_writes(self._close_writer)
+        return waiter
+
+    def _close_writer(self) -> None:
         if self._runner is None:
-            self._closing = True
             self._closed_now()
         else:
-            self._enqueue(_Close(Deferred())).addBoth(self._closed_now)
-            self._closing = True
-        return waiter
+            self._queue_op(_Close(Deferred())).addBoth(self._closed_now)
 
     def _closed_now(self, result: object = None) -> None:
         # Runs on the reactor thread once the writer has closed its files
         # (or at once when it never started).
         if self._runner is None:
             self._close_files()
+        if self._snapshot_runner is not None:
+            self._snapshot_runner.stop()
         self._closed = True
         waiters, self._close_waiters = self._close_waiters, []
         for waiter in waiters:
             waiter.callback(None)
 
-    def _enqueue(self, op: _Op) -> Deferred[None]:
-        if self._closing:
-            return fail(RuntimeError("storage is closed"))
+    def _check_open(self) -> None:
         if not self._loaded:
             raise RuntimeError("call load() before writing")
+
+    def _new_runner(self, kind: str) -> _Runner:
+        if self._synchronous:
+            return _InlineRunner()
+        assert self._reactor is not None
+        return _ThreadRunner(self._reactor, f"{kind}:{self._dir}")
+
+    def _enqueue(self, op: _Op) -> Deferred[None]:
+        self._check_open()
+        if self._closing:
+            return fail(RuntimeError("storage is closed"))
+        return self._queue_op(op)
+
+    def _queue_op(self, op: _Op) -> Deferred[None]:
+        """
+        Queue C{op} for the writer, even while closing (for work that was
+        accepted before L{close}).
+        """
         if self._runner is None:
-            if self._synchronous:
-                self._runner = _InlineRunner()
-            else:
-                assert self._reactor is not None
-                self._runner = _ThreadRunner(self._reactor, f"raft3d-storage:{self._dir}")
+            self._runner = self._new_runner("raft3d-storage")
         with self._lock:
             self._queue.append(op)
             if self._draining:
@@ -532,6 +600,42 @@ class DiskStorage:
             self._draining = True
         self._runner.submit(self._drain)
         return op.deferred
+
+    # -- the snapshot thread ----------------------------------------------
+
+    def _write_snapshot_file(self, runner: _Runner, op: _SaveSnapshot) -> None:
+        """
+        Runs on the snapshot thread: the file under a temporary name,
+        synced; L{_snapshot_written} takes it from there.
+        """
+        temporary = self._path(snapshot_name(op.meta) + BACKGROUND_SUFFIX)
+        try:
+            write_temporary(temporary, [encode_snapshot_header(op.meta, op.data), op.data])
+        except Exception as e:
+            runner.deliver(partial(self._snapshot_written, op, temporary, self._failure(e)))
+        else:
+            runner.deliver(partial(self._snapshot_written, op, temporary, None))
+
+    def _snapshot_written(self, op: _SaveSnapshot, temporary: str, failure: Failure | None) -> None:
+        if failure is None:
+            self._queue_op(_PublishSnapshot(op.meta, temporary, op.deferred))
+        else:
+            op.deferred.errback(failure)
+        self._snapshot_writes -= 1
+        if not self._snapshot_writes:
+            waiters, self._snapshot_waiters = self._snapshot_waiters, []
+            for waiter in waiters:
+                waiter()
+
+    def _after_snapshot_writes(self, fn: Callable[[], None]) -> None:
+        """
+        Call C{fn} once no snapshot file is being written (at once if none
+        is), so that their renames are queued before it.
+        """
+        if self._snapshot_writes:
+            self._snapshot_waiters.append(fn)
+        else:
+            fn()
 
     # -- the writer side --------------------------------------------------
 
@@ -579,6 +683,8 @@ class DiskStorage:
                 self._identity = op.identity
             elif isinstance(op, _SaveSnapshot):
                 self._write_snapshot(op.meta, op.data, op.install)
+            elif isinstance(op, _PublishSnapshot):
+                self._publish_snapshot(op.meta, op.temporary)
             elif isinstance(op, _Compact):
                 self._compact(op.upto_index)
             elif isinstance(op, _Close):
@@ -755,6 +861,23 @@ class DiskStorage:
     def _write_snapshot(self, meta: SnapshotMeta, data: bytes, install: bool) -> None:
         name = snapshot_name(meta)
         atomic_write(self._dir, name, [encode_snapshot_header(meta, data), data])
+        self._adopt_snapshot(meta, name, install)
+
+    def _publish_snapshot(self, meta: SnapshotMeta, temporary: str) -> None:
+        name = snapshot_name(meta)
+        try:
+            os.replace(temporary, self._path(name))
+            fsync_dir(self._dir)
+        except BaseException:
+            discard(temporary)
+            raise
+        self._adopt_snapshot(meta, name, False)
+
+    def _adopt_snapshot(self, meta: SnapshotMeta, name: str, install: bool) -> None:
+        """
+        Record a snapshot now durably in place, delete all but the newest
+        two and, for an install, the whole log.
+        """
         self._snapshots[(meta.index, meta.term)] = name
         old = snapshots_to_delete(list(self._snapshots))
         for key in old:

@@ -57,7 +57,7 @@ def fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def write_all(fd: int, data: bytes, offset: int) -> None:
+def write_all(fd: int, data: bytes | memoryview, offset: int) -> None:
     """
     Write all of C{data} at C{offset}, however many calls it takes.
     """
@@ -65,6 +65,50 @@ def write_all(fd: int, data: bytes, offset: int) -> None:
     done = 0
     while done < len(view):
         done += os.pwrite(fd, view[done:], offset + done)
+
+
+SYNC_CHUNK = 8 * 1024 * 1024
+"""
+Bytes written between two syncs by L{write_temporary}: a large file goes to
+the disk in steps instead of one flush at the end, so the log's own
+C{fdatasync} calls never queue behind hundreds of megabytes.
+"""
+
+
+def write_temporary(path: str, parts: Sequence[bytes]) -> None:
+    """
+    Create C{path} with the concatenation of C{parts} and make it durable,
+    syncing every L{SYNC_CHUNK} bytes.  On failure the file is removed.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        try:
+            offset = 0
+            for part in parts:
+                view = memoryview(part)
+                for start in range(0, len(view), SYNC_CHUNK):
+                    chunk = view[start : start + SYNC_CHUNK]
+                    write_all(fd, chunk, offset)
+                    offset += len(chunk)
+                    if len(chunk) == SYNC_CHUNK:
+                        fdatasync(fd)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        discard(path)
+        raise
+
+
+def discard(path: str) -> None:
+    """
+    Remove C{path} if it is there, ignoring errors: for clean-up paths
+    that are already reporting a failure of their own.
+    """
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def atomic_write(directory: str, name: str, parts: Sequence[bytes]) -> None:
@@ -76,21 +120,10 @@ def atomic_write(directory: str, name: str, parts: Sequence[bytes]) -> None:
     """
     path = os.path.join(directory, name)
     tmp = path + TMP_SUFFIX
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    write_temporary(tmp, parts)
     try:
-        try:
-            offset = 0
-            for part in parts:
-                write_all(fd, part, offset)
-                offset += len(part)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        discard(tmp)
         raise
     fsync_dir(directory)

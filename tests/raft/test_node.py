@@ -311,6 +311,36 @@ class BatchingTests(SynchronousTestCase):
         for d in ds:
             self.successResultOf(d)
 
+    def test_answer_before_commit_notice(self) -> None:
+        """
+        The leader answers a proposal before it sends the empty
+        AppendEntries that tell the followers its entry is committed.
+        """
+        cluster = SimCluster(seed=7, size=3)
+        leader = cluster.wait_for_leader()
+        cluster.advance(1.0)
+        events: list[str] = []
+        index = leader.core.log.last_index + 1
+        original_send = cluster.network.send
+
+        def send(source: str, destination: str, message: Any) -> None:
+            if (
+                source == leader.node_id
+                and isinstance(message, AppendEntries)
+                and not message.entries
+                and message.leader_commit >= index
+            ):
+                events.append(f"notice to {destination}")
+            original_send(source, destination, message)
+
+        cluster.network.send = send  # type: ignore[method-assign]
+        d = leader.propose("x").addCallback(lambda result: events.append("answered"))
+        cluster.advance(0.5)
+        self.successResultOf(d)
+        followers = sorted(n.node_id for n in cluster.live() if n is not leader)
+        self.assertEqual(events[0], "answered")
+        self.assertEqual(sorted(events[1:3]), [f"notice to {f}" for f in followers])
+
     def test_follower_refers_to_leader(self) -> None:
         """
         With relaying turned off, a proposal on a follower fails with

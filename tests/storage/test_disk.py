@@ -34,7 +34,7 @@ from raft3d.raft import (
     PersistBatch,
     StorageFull,
 )
-from raft3d.storage import DiskStorage
+from raft3d.storage import DiskStorage, _disk
 from raft3d.storage._disk import CORRUPT_SUFFIX
 from raft3d.storage._metadata import METADATA_NAME
 from raft3d.storage._segments import HEADER_SIZE, RECORD_OVERHEAD, segment_name
@@ -912,13 +912,14 @@ class ThreadedDiskStorageTests(TestCase):
 
     async def test_order(self) -> None:
         """
-        Every kind of call completes in call order, an empty batch included.
+        Every kind of call but a snapshot save completes in call order, an
+        empty batch and an installed snapshot included.
         """
         fired: list[str] = []
         calls = [
             ("save", self.store.save(batch(1, 5))),
             ("identity", self.store.set_identity(NodeIdentity("n1"))),
-            ("snapshot", self.store.save_snapshot(meta(5), b"s")),
+            ("install", self.store.install_snapshot(meta(5), b"s")),
             ("empty", self.store.save(PersistBatch())),
             ("compact", self.store.compact(5)),
             ("save2", self.store.save(batch(6, 6))),
@@ -928,6 +929,84 @@ class ThreadedDiskStorageTests(TestCase):
         await gatherResults([d for _, d in calls])
         await self.store.close()
         self.assertEqual(fired, [name for name, _ in calls])
+
+    def stall_snapshot_files(self) -> tuple[threading.Event, threading.Event]:
+        """
+        Make the snapshot thread wait, once it has written a file, until
+        the second event is set; the first is set when it gets there.
+        """
+        entered = threading.Event()
+        release = threading.Event()
+        real = _disk.write_temporary
+
+        def stalled(path: str, parts: Any) -> None:
+            real(path, parts)
+            entered.set()
+            self.assertTrue(release.wait(10))
+
+        self.patch(_disk, "write_temporary", stalled)
+        self.addCleanup(release.set)
+        return entered, release
+
+    async def test_snapshot_off_the_writer(self) -> None:
+        """
+        Saves made while a snapshot file is being written complete without
+        waiting for it; the snapshot completes once it is renamed into
+        place, and a restart finds it.
+        """
+        await self.store.save(batch(1, 5))
+        entered, release = self.stall_snapshot_files()
+        snapshot = self.store.save_snapshot(meta(5), b"five")
+        self.assertTrue(entered.wait(10))
+        await self.store.save(batch(6, 8))
+        self.assertNoResult(snapshot)
+        self.assertNotIn(snapshot_name(meta(5)), listdir(self.dir))
+        release.set()
+        await snapshot
+        self.assertIn(snapshot_name(meta(5)), listdir(self.dir))
+        await self.store.close()
+        state = DiskStorage(self.dir, _synchronous=True).load()
+        self.assertEqual((state.snapshot, state.snapshot_data), (meta(5), b"five"))
+        self.assertEqual(state.entries, batch(1, 8).entries)
+
+    async def test_close_waits_for_snapshot(self) -> None:
+        """
+        L{close} lets a snapshot being written finish and publishes it
+        before it stops the threads; later calls are refused.
+        """
+        await self.store.save(batch(1, 5))
+        entered, release = self.stall_snapshot_files()
+        snapshot = self.store.save_snapshot(meta(5), b"five")
+        self.assertTrue(entered.wait(10))
+        closed = self.store.close()
+        self.assertNoResult(closed)
+        with self.assertRaises(RuntimeError):
+            await self.store.save(batch(6, 6))
+        release.set()
+        await closed
+        await snapshot
+        self.assertFalse(any(self.dir in t.name for t in threading.enumerate()))
+        self.assertEqual(listdir(self.dir), [segment_name(1), snapshot_name(meta(5))])
+
+    async def test_snapshot_file_fails(self) -> None:
+        """
+        A snapshot file that cannot be written fails its save, leaves no
+        temporary file behind and does not stop the log.
+        """
+        await self.store.save(batch(1, 5))
+        real = os.pwrite
+
+        def full(fd: int, data: Any, offset: int) -> int:
+            if threading.current_thread().name.startswith("raft3d-snapshots"):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real(fd, data, offset)
+
+        self.patch(os, "pwrite", full)
+        with self.assertRaises(StorageFull):
+            await self.store.save_snapshot(meta(5), b"five")
+        await self.store.save(batch(6, 6))
+        await self.store.close()
+        self.assertEqual(listdir(self.dir), [segment_name(1)])
 
     async def test_group_commit(self) -> None:
         """
@@ -968,3 +1047,41 @@ class ThreadedDiskStorageTests(TestCase):
         await d
         after = {t.name for t in threading.enumerate()}
         self.assertFalse(any("raft3d-storage" in name for name in after))
+
+    async def test_empty_save_when_idle(self) -> None:
+        """
+        An empty save while the writer is idle fires on the reactor thread
+        without the writer.
+        """
+        await self.store.save(batch(1, 1))
+        self.patch(self.store, "_drain", lambda: self.fail("the writer ran"))
+        threads: list[bool] = []
+        await self.store.save(PersistBatch()).addCallback(
+            lambda _: threads.append(threadable.isInIOThread())
+        )
+        self.assertEqual(threads, [True])
+
+    async def test_empty_save_waits_for_writer(self) -> None:
+        """
+        An empty save made while the writer is busy fires after the saves
+        made before it.
+        """
+        entered = threading.Event()
+        release = threading.Event()
+        real = os.fdatasync
+
+        def slow(fd: int) -> None:
+            entered.set()
+            release.wait(10)
+            real(fd)
+
+        self.patch(os, "fdatasync", slow)
+        self.addCleanup(release.set)
+        fired: list[str] = []
+        first = self.store.save(batch(1, 1)).addCallback(lambda _: fired.append("save"))
+        self.assertTrue(entered.wait(10))
+        empty = self.store.save(PersistBatch()).addCallback(lambda _: fired.append("empty"))
+        self.assertNoResult(empty)
+        release.set()
+        await gatherResults([first, empty])
+        self.assertEqual(fired, ["save", "empty"])

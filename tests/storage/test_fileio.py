@@ -10,7 +10,8 @@ import os
 from twisted.trial.unittest import SynchronousTestCase
 
 from raft3d.raft import StorageFull
-from raft3d.storage._fileio import as_storage_error, atomic_write, write_all
+from raft3d.storage import _fileio
+from raft3d.storage._fileio import as_storage_error, atomic_write, write_all, write_temporary
 
 from ._support import listdir, read, temp_dir, write
 
@@ -80,3 +81,37 @@ class WriteTests(SynchronousTestCase):
         self.assertRaises(OSError, atomic_write, d, "m", [b"new"])
         self.assertEqual(read(os.path.join(d, "m")), b"old")
         self.assertEqual(listdir(d), ["m"])
+
+    def test_temporary_in_steps(self) -> None:
+        """
+        L{write_temporary} syncs after every full L{SYNC_CHUNK} and once at
+        the end, and the file holds every part in order.
+        """
+        self.patch(_fileio, "SYNC_CHUNK", 4)
+        syncs: list[str] = []
+        real_datasync, real_sync = os.fdatasync, os.fsync
+        self.patch(os, "fdatasync", lambda fd: (syncs.append("data"), real_datasync(fd)))
+        self.patch(os, "fsync", lambda fd: (syncs.append("full"), real_sync(fd)))
+        path = os.path.join(temp_dir(self), "t")
+        write_temporary(path, [b"ab", b"0123456789"])
+        self.assertEqual(read(path), b"ab0123456789")
+        self.assertEqual(syncs, ["data", "data", "full"])
+
+    def test_temporary_failure(self) -> None:
+        """
+        A L{write_temporary} that fails part-way leaves no file.
+        """
+        d = temp_dir(self)
+        self.patch(_fileio, "SYNC_CHUNK", 4)
+        real = os.pwrite
+        calls: list[int] = []
+
+        def full_later(fd: int, data: bytes, offset: int) -> int:
+            calls.append(offset)
+            if len(calls) > 1:
+                raise OSError(errno.ENOSPC, "full")
+            return real(fd, data, offset)
+
+        self.patch(os, "pwrite", full_later)
+        self.assertRaises(OSError, write_temporary, os.path.join(d, "t"), [b"0123456789"])
+        self.assertEqual(listdir(d), [])
