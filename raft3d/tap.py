@@ -227,6 +227,12 @@ A node takes each snapshot after between 1 and 1.5 times
 C{--snapshot-threshold} entries (see C{NodeSettings.snapshot_stagger}).
 """
 
+COMMIT_NOTICE_DELAY = 0.002
+"""
+A leader holds back a commit notice for up to 2 ms, for the next batch to
+carry it (see C{NodeSettings.commit_notice_delay}).
+"""
+
 
 class Options(usage.Options):
     """
@@ -466,6 +472,7 @@ class Options(usage.Options):
             heartbeat_ticks=heartbeat_ticks,
             snapshot_threshold=self["snapshot-threshold"],
             snapshot_stagger=SNAPSHOT_STAGGER,
+            commit_notice_delay=COMMIT_NOTICE_DELAY,
             trailing_entries=self["trailing-logs"],
             max_append_bytes=batch,
             snapshot_chunk_size=batch,

@@ -10,7 +10,7 @@ from ._dispatch import FastPath, Route
 from ._errors import RETRY_AFTER_SECONDS, APIError
 from ._forward import FORWARDED_HEADER, HTTPClient
 from ._paging import MAX_PAGE_SIZE
-from ._request import MAX_BODY_BYTES, BoundedRequest
+from ._request import MAX_BODY_BYTES, BoundedRequest, mark_reusable
 
 __all__ = [
     "API_PREFIX",
@@ -25,4 +25,5 @@ __all__ = [
     "FastPath",
     "HTTPClient",
     "iso_now",
+    "mark_reusable",
 ]

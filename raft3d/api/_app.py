@@ -70,7 +70,7 @@ from ._errors import (
 from ._forward import FORWARDED_HEADER, HTTPClient, forward
 from ._json import parse_json_object, to_json_bytes
 from ._paging import decode_cursor, encode_cursor, next_link, parse_limit
-from ._request import MAX_BODY_BYTES, HTTPRequest, read_body
+from ._request import MAX_BODY_BYTES, HTTPRequest, mark_reusable, read_body
 
 API_PREFIX: Final = "/api/v1"
 MAX_IDEMPOTENCY_KEY_LENGTH: Final = 200
@@ -279,6 +279,13 @@ class FarmAPI:
             ),
         )
 
+    def _applied_index(self) -> int:
+        """
+        The version of the state reads see: it moves with every entry the
+        node applies (and with a snapshot it installs).
+        """
+        return int(self._node.applied_index)
+
     def resource(self, fast: bool = True) -> FastKleinResource:
         """
         The C{twisted.web} resource serving this API (give the C{Site}
@@ -313,7 +320,7 @@ class FarmAPI:
         def answer() -> bytes:
             return _page(request, params, "printer", self._farm.printers(after, limit))
 
-        return self._read(params, answer)
+        return self._read(request, params, answer)
 
     @app.route(f"{API_PREFIX}/printers/<string:printer_id>", methods=["GET"])
     def get_printer(self, request: HTTPRequest, printer_id: str) -> Answer:
@@ -357,7 +364,7 @@ class FarmAPI:
         def answer() -> bytes:
             return _page(request, params, "filament", self._farm.filaments(after, limit))
 
-        return self._read(params, answer)
+        return self._read(request, params, answer)
 
     @app.route(f"{API_PREFIX}/filaments/<string:filament_id>", methods=["GET"])
     def get_filament(self, request: HTTPRequest, filament_id: str) -> Answer:
@@ -401,7 +408,7 @@ class FarmAPI:
             )
             return _page(request, params, "print_job", page)
 
-        return self._read(params, answer)
+        return self._read(request, params, answer)
 
     @app.route(f"{API_PREFIX}/print_jobs/<string:job_id>", methods=["GET"])
     def get_print_job(self, request: HTTPRequest, job_id: str) -> Answer:
@@ -560,15 +567,20 @@ class FarmAPI:
                 raise APIError(404, not_found, f"{noun} {object_id} does not exist")
             return _json(request, 200, found.to_json())
 
-        return self._read(_query(request, _GET_PARAMS), answer)
+        return self._read(request, _query(request, _GET_PARAMS), answer)
 
-    def _read(self, params: dict[str, str], answer: Callable[[], bytes]) -> Answer:
+    def _read(
+        self, request: HTTPRequest, params: dict[str, str], answer: Callable[[], bytes]
+    ) -> Answer:
         """
         Call C{answer} once a linearizable read may be served locally, or at
-        once if the client asked for C{consistency=stale}.
+        once if the client asked for C{consistency=stale}.  A stale answer
+        depends on the request and the applied state alone, so the server
+        may send it again while nothing more is applied (L{mark_reusable}).
         """
         mode = params.get("consistency", "linearizable").lower()
         if mode == "stale":
+            mark_reusable(request, self._applied_index)
             return answer()
         if mode != "linearizable":
             raise bad_request("consistency must be linearizable or stale")

@@ -14,7 +14,7 @@ chunked upload costs no memory or disk before the 413.
 from __future__ import annotations
 
 from io import BytesIO
-from typing import IO, Any, ClassVar, Final, Protocol
+from typing import IO, Any, Callable, ClassVar, Final, Protocol
 
 from twisted.web.http_headers import Headers
 from twisted.web.server import Request
@@ -48,6 +48,21 @@ class HTTPRequest(Protocol):
     def setResponseCode(self, code: int, message: bytes | None = None) -> None: ...
 
     def getRequestHostname(self) -> bytes: ...
+
+
+def mark_reusable(request: object, version_of: Callable[[], int]) -> None:
+    """
+    Say that the answer about to be given to C{request} depends on nothing
+    but the request's bytes and on the state at the version C{version_of}
+    returns now (a stale read): a server may send the same answer to the
+    same bytes again while C{version_of} still returns that version.
+
+    A request with no C{reusable_at} method (C{twisted.web}'s) is left
+    alone: its server keeps no such memo.
+    """
+    reusable_at = getattr(request, "reusable_at", None)
+    if reusable_at is not None:
+        reusable_at(version_of)
 
 
 def too_large(limit: int) -> APIError:

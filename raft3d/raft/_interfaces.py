@@ -298,6 +298,10 @@ class IRaftNode(Interface):
     """
 
     node_id = Attribute("This node's id.")
+    applied_index = Attribute(
+        "The index of the last entry applied to the state machine: the version of"
+        " the state local reads see."
+    )
 
     def propose(command: Any, session: tuple[str, int] | None = None) -> Deferred[Any]:
         """

@@ -64,6 +64,7 @@ from ._messages import (
     ProposeResponse,
     TimeoutNow,
 )
+from ._notices import CommitNotices
 from ._sessions import SessionTable
 from ._types import Configuration, Entry, EntryType, Member, NodeIdentity, SnapshotMeta
 
@@ -109,6 +110,10 @@ class NodeSettings:
         where it appended relayed proposals before reporting their outcome
         as unknown (L{CommitTimeout}).
     @ivar forward_batch: most proposals relayed in one message.
+    @ivar commit_notice_delay: how long a leader may hold back the empty
+        C{AppendEntries} that tells a follower its commit index moved, so
+        that the next batch carries it instead (see L{CommitNotices}).  0
+        sends each at once.
     """
 
     tick_interval: float = 0.05
@@ -132,6 +137,7 @@ class NodeSettings:
     forward_proposals: bool = True
     forward_timeout: float = 3.0
     forward_batch: int = 256
+    commit_notice_delay: float = 0.0
 
     def core_settings(self) -> CoreSettings:
         return CoreSettings(
@@ -365,6 +371,8 @@ class RaftNode:
         self._transport = transport
         self._sm = state_machine
         self.settings = settings or NodeSettings()
+        self._notices = CommitNotices(clock, self.settings.commit_notice_delay, transport.send)
+        self._send = self._notices.send
         self._rng = rng or random.Random()
         self._core: RaftCore | None = None
         self.identity = NodeIdentity(node_id)
@@ -395,6 +403,8 @@ class RaftNode:
         self._listeners: list[ApplyListener] = []
         self._event_listeners: list[Callable[[tuple[str, ...]], None]] = []
         self._notifications: list[tuple[int, Any, Any]] = []
+        self._committed_later: list[Entry] = []
+        self._apply_waiting = False
         self._outgoing: dict[str, _OutgoingSnapshot] = {}
         self._incoming: _IncomingSnapshot | None = None
         self._incoming_data: bytes | None = None
@@ -500,6 +510,7 @@ class RaftNode:
             if call is not None and call.active():
                 call.cancel()
         self._process_call = self._notify_call = None
+        self._notices.stop()
 
     # -- public API -----------------------------------------------------------------
 
@@ -723,6 +734,8 @@ class RaftNode:
         for m in accepted:
             end = offset + len(m.payloads)
             self._answer_relay(m, tuple(positions[offset:end]))
+            if end > offset:
+                self._notices.relayed(m.sender, positions[end - 1][0])
             offset = end
 
     # -- relaying proposals between follower and leader -------------------------------
@@ -745,7 +758,7 @@ class RaftNode:
             bid = self._relay_ids
             self._relayed[bid] = _RelayedBatch(leader, [d for _, d in chunk], deadline)
             payloads = tuple(cbor2.dumps(envelope) for envelope, _ in chunk)
-            self._transport.send(leader, Propose(core.term, self.node_id, bid, payloads))
+            self._send(leader, Propose(core.term, self.node_id, bid, payloads))
         return True
 
     def _accept_relayed(self, m: Propose) -> bool:
@@ -782,7 +795,7 @@ class RaftNode:
     def _answer_relay(
         self, m: Propose, positions: tuple[tuple[int, int], ...], error: str = ""
     ) -> None:
-        self._transport.send(
+        self._send(
             m.sender, ProposeResponse(self.core.term, self.node_id, m.batch_id, positions, error)
         )
 
@@ -846,7 +859,9 @@ class RaftNode:
         self._deadlines.append((deadline, index))
 
     def _handle(self, ready: Ready) -> None:
-        send = self._transport.send
+        send = self._send
+        leading = self.core.role is Role.LEADER
+        saving: Deferred[None] | None = None
         notices: list[tuple[str, Message]] = []
         if ready.committed:
             notices = self._send_entries_first(ready)
@@ -865,13 +880,16 @@ class RaftNode:
                 # same entries straight back).
                 self._persist_skipped = True
             else:
-                d = self._storage.save(PersistBatch(ready.hard_state, ready.entries))
-                d.addCallback(self._persisted, ready)
-                d.addErrback(self._persist_failed, ready)
+                saving = self._storage.save(PersistBatch(ready.hard_state, ready.entries))
+                saving.addCallback(self._persisted, ready)
+                saving.addErrback(self._persist_failed, ready)
         if ready.committed:
-            self._apply(ready.committed)
+            if self._committed_later or (saving is not None and ready.entries and not leading):
+                self._apply_after(saving, ready.committed)
+            else:
+                self._apply(ready.committed)
         for to, message in notices:
-            send(to, message)
+            self._notices.notice(to, message)
         for rs in ready.read_states:
             self._read_ready(rs)
         for rid in ready.failed_reads:
@@ -889,6 +907,30 @@ class RaftNode:
             self._outgoing.clear()
         self._maybe_snapshot()
 
+    def _apply_after(self, saving: Deferred[None] | None, committed: tuple[Entry, ...]) -> None:
+        """
+        Apply C{committed} once C{saving} (or the save already waited for)
+        is done.
+
+        A follower told of a commit by the C{AppendEntries} that also brings
+        new entries answers the leader when those are on disk; applying
+        meanwhile would hold the interpreter lock when the writer thread
+        needs it to report the fsync, and delay the answer that the
+        leader's next commit waits for.  So the answer goes first.  Entries
+        committed meanwhile queue behind, so they apply in order.
+        """
+        self._committed_later.extend(committed)
+        if saving is not None and not self._apply_waiting:
+            self._apply_waiting = True
+            saving.addBoth(self._apply_committed_later)
+
+    def _apply_committed_later(self, result: object) -> object:
+        self._apply_waiting = False
+        entries, self._committed_later = tuple(self._committed_later), []
+        if not self._halted:
+            self._apply(entries)
+        return result
+
     def _send_entries_first(self, ready: Ready) -> list[tuple[str, Message]]:
         """
         Send the messages of C{ready} that carry entries (or anything but an
@@ -899,7 +941,7 @@ class RaftNode:
         held back, the later ones are too); holding a message back only
         delays it, which Raft tolerates of any network.
         """
-        send = self._transport.send
+        send = self._send
         held: list[tuple[str, Message]] = []
         holding: set[str] = set()
         for to, message in ready.messages:
@@ -917,7 +959,7 @@ class RaftNode:
             self._disk_failing = False
             self._persist_backoff = 0.0
             self.log.info("{node}: log writes succeed again", node=self.node_id)
-        send = self._transport.send
+        send = self._send
         for to, message in ready.persisted_messages:
             send(to, message)
         if ready.persist_mark is not None:
@@ -1396,7 +1438,7 @@ class RaftNode:
         window = chunk * self.settings.snapshot_window
         while (out.sent < size or not out.started) and out.sent - out.acked < window:
             end = min(out.sent + chunk, size)
-            self._transport.send(
+            self._send(
                 peer,
                 InstallSnapshot(
                     term=core.term,

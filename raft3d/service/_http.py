@@ -36,7 +36,7 @@ from raft3d.api import RETRY_AFTER_SECONDS, BoundedRequest, FastPath, Route
 from raft3d.transport import Admission, ConnectionLimiter, ConnectionLimits, ThrottledLog
 
 from ._channel import GuardedHTTPChannel
-from ._lean import LeanHTTPChannel, LeanSweeper
+from ._lean import AnswerMemo, LeanHTTPChannel, LeanSweeper
 
 NOT_STARTED_MESSAGE = "this node is still starting (a bootstrap node waits for all its peers)"
 
@@ -166,6 +166,7 @@ class APISite(Site):
         self.sweeper = LeanSweeper(
             clock, limits.request_timeout, limits.idle_timeout, self._timeouts
         )
+        self.memo = AnswerMemo()
 
     def buildProtocol(  # type: ignore[override]
         self, addr: IAddress | None
@@ -182,6 +183,7 @@ class APISite(Site):
                 self.sweeper,
                 self._clock,
                 max_body,
+                self.memo,
             )
         return self._guarded(addr, admission)
 

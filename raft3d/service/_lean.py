@@ -28,6 +28,13 @@ reading while its answers cannot be written (or while a pipelined backlog
 piles up behind one being answered).  Those deadlines are checked by one
 L{LeanSweeper} per site rather than a timer per request, so they may fire
 up to its resolution late.
+
+An answer the API marks as reusable (a stale read: see
+L{raft3d.api.mark_reusable}) is kept in the site's L{AnswerMemo}, keyed by
+the exact bytes of the request's head, and sent again for the same bytes
+without parsing them while the state is at the same version and the
+C{Date} it carries is still the current second: dashboards polling an
+object cost little more than the system calls that move the bytes.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from io import BytesIO
-from typing import ClassVar, Final, Protocol, cast
+from typing import Callable, ClassVar, Final, Protocol, cast
 from urllib.parse import unquote_to_bytes
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -83,6 +90,52 @@ _LINEAR_WHITESPACE: Final = re.compile(rb"\r\n|\r|\n")
 _NO_BODY: Final = frozenset({204, 304})
 _HANDED_OVER: Final = frozenset({b"transfer-encoding", b"expect", b"upgrade"})
 _INTERNAL_ERROR: Final = b'{"error":{"code":"internal_error","message":"internal server error"}}'
+
+
+class AnswerMemo:
+    """
+    Answers that may be sent again, keyed by the bytes of a request head
+    (request line and headers, for a request with no body).
+
+    An answer is used only while the version it was made at is still
+    current and within the second named by its C{Date}; a stale entry is
+    dropped when it is found.  Each entry holds one answer, and a full memo
+    starts over, so it costs at most C{max_entries} answers of at most
+    C{max_answer_bytes}.
+    """
+
+    def __init__(self, max_entries: int = 1024, max_answer_bytes: int = 16384) -> None:
+        self._max_entries = max_entries
+        self._max_answer_bytes = max_answer_bytes
+        self._answers: dict[bytes, tuple[bytes, Callable[[], int], int, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    def get(self, head: bytes, second: int) -> bytes | None:
+        """
+        The answer to send again for C{head} in C{second}, if any.
+        """
+        found = self._answers.get(head)
+        if found is None:
+            return None
+        answer, version_of, version, made_in = found
+        if made_in != second or version_of() != version:
+            del self._answers[head]
+            return None
+        return answer
+
+    def put(
+        self, head: bytes, answer: bytes, version_of: Callable[[], int], version: int, second: int
+    ) -> None:
+        """
+        Keep C{answer}, made in C{second} from the state at C{version}.
+        """
+        if len(answer) > self._max_answer_bytes:
+            return
+        if len(self._answers) >= self._max_entries and head not in self._answers:
+            self._answers.clear()
+        self._answers[head] = (answer, version_of, version, second)
 
 
 class _Transport(Protocol):
@@ -182,6 +235,16 @@ class LeanRequest:
         self.finished = False
         self._disconnected = False
         self._notify: list[Deferred[None]] = []
+        self.head: bytes | None = None
+        self.reusable: tuple[Callable[[], int], int] | None = None
+
+    def reusable_at(self, version_of: Callable[[], int]) -> None:
+        """
+        The answer depends on this request's bytes and the state at the
+        version C{version_of} returns now, nothing else (see
+        L{raft3d.api.mark_reusable}).
+        """
+        self.reusable = (version_of, version_of())
 
     def getHeader(self, key: bytes) -> bytes | None:
         values = self._headers.get(key.lower())
@@ -293,6 +356,7 @@ class LeanHTTPChannel(TwistedProtocol):
     @param sweeper: checks this connection's deadlines.
     @param max_body_bytes: a larger declared body goes to C{twisted.web},
         which answers 413.
+    @param memo: the site's reusable answers, if it keeps them.
     """
 
     def __init__(
@@ -303,7 +367,9 @@ class LeanHTTPChannel(TwistedProtocol):
         sweeper: LeanSweeper,
         clock: IReactorTime,
         max_body_bytes: int,
+        memo: AnswerMemo | None = None,
     ) -> None:
+        self._memo = memo
         self._fast = fast
         self._fallback = fallback
         self._admission = admission
@@ -415,6 +481,8 @@ class LeanHTTPChannel(TwistedProtocol):
                 buffer = self._chunks[0]
                 offset = len(buffer) - self._size
                 if head is None:
+                    if self._memo is not None and self._answer_again(buffer, offset):
+                        continue
                     head = self._parse_head(buffer, offset)
                     if head is None:
                         return
@@ -438,6 +506,27 @@ class LeanHTTPChannel(TwistedProtocol):
                 self._chunks = []
             if self.inner is None and self._closed_at is None:
                 self._update_reading()
+
+    def _answer_again(self, buffer: bytes, offset: int) -> bool:
+        """
+        Send a kept answer if the request at C{offset} is one whose answer
+        may be sent again (see L{AnswerMemo}), and consume the request.
+        """
+        assert self._memo is not None
+        end = buffer.find(b"\r\n\r\n", offset, offset + MAX_HEAD_BYTES + 4)
+        if end < 0:
+            return False
+        now = self._clock.seconds()
+        answer = self._memo.get(buffer[offset : end + 4], int(now))
+        if answer is None:
+            return False
+        self._size -= end + 4 - offset
+        self._admission.established()
+        write_now(self.transport, (answer,))
+        self._last = now
+        self._admission.pending()
+        self._since = now if self._size else None
+        return True
 
     def _parse_head(self, buffer: bytes, offset: int) -> _Head | None:
         """
@@ -481,6 +570,8 @@ class LeanHTTPChannel(TwistedProtocol):
             return None
         request, route, length = found
         start = end + 4 - offset
+        if self._memo is not None and not length and not request.close:
+            request.head = buffer[offset : end + 4]
         return _Head(request, route, start, start + length)
 
     def _request_from(
@@ -531,7 +622,12 @@ class LeanHTTPChannel(TwistedProtocol):
         second = int(now)
         if self._date[0] != second:
             self._date = (second, datetimeToString(second))  # type: ignore[no-untyped-call]
-        write_now(self.transport, (request.response(self._date[1]),))
+        answer = request.response(self._date[1])
+        write_now(self.transport, (answer,))
+        if request.reusable is not None and request.head is not None and request.code == 200:
+            assert self._memo is not None
+            version_of, version = request.reusable
+            self._memo.put(request.head, answer, version_of, version, second)
         self._request = None
         self._last = now
         if request.close:

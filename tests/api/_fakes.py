@@ -80,6 +80,10 @@ class FakeRaftNode:
             self.sessions[session[0]] = (session[1], result)
         return succeed(result)
 
+    @property
+    def applied_index(self) -> int:
+        return self.index
+
     def read_index(self) -> Deferred[int]:
         self.read_index_calls += 1
         if self.read_error is not None:

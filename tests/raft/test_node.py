@@ -21,6 +21,7 @@ from zope.interface import implementer
 
 from raft3d.raft import (
     AppendEntries,
+    AppendEntriesResponse,
     CommitTimeout,
     Configuration,
     IBackgroundSnapshot,
@@ -340,6 +341,87 @@ class BatchingTests(SynchronousTestCase):
         followers = sorted(n.node_id for n in cluster.live() if n is not leader)
         self.assertEqual(events[0], "answered")
         self.assertEqual(sorted(events[1:3]), [f"notice to {f}" for f in followers])
+
+    def test_next_batch_carries_commit(self) -> None:
+        """
+        A proposal made just after the previous one is answered carries
+        the news of its commit to the followers: no commit notice goes
+        for it.  The last one's notice goes after the delay, and the
+        followers apply everything.
+        """
+        cluster = SimCluster(seed=7, size=3)
+        leader = cluster.wait_for_leader()
+        cluster.advance(1.0)
+        self.assertGreater(leader.settings.commit_notice_delay, 0)
+        empty: list[int] = []
+        original_send = cluster.network.send
+
+        def send(source: str, destination: str, message: Any) -> None:
+            if source == leader.node_id and isinstance(message, AppendEntries):
+                if not message.entries:
+                    empty.append(message.leader_commit)
+            original_send(source, destination, message)
+
+        cluster.network.send = send  # type: ignore[method-assign]
+        first = leader.core.log.last_index + 1
+        answered: list[int] = []
+
+        def next_one(_: object, left: int) -> None:
+            answered.append(leader.core.commit_index)
+            if left:
+                leader.propose(left).addCallback(next_one, left - 1)
+
+        leader.propose("start").addCallback(next_one, 4)
+        cluster.advance(0.5)
+        last = first + 4
+        self.assertEqual(answered[-1], last)
+        self.assertEqual([c for c in empty if first <= c < last], [])
+        self.assertIn(last, empty)
+        for node in cluster.live():
+            self.assertEqual(node.applied_index, last)
+
+    def test_follower_answers_before_applying(self) -> None:
+        """
+        A follower told of a commit by the C{AppendEntries} that brings the
+        next entry answers for that entry before it applies the committed
+        one, and applies everything in order.
+        """
+        cluster = SimCluster(seed=7, size=3)
+        leader = cluster.wait_for_leader()
+        cluster.advance(1.0)
+        follower = _follower(cluster, leader)
+        machine = cluster.nodes[follower.node_id].machine
+        assert machine is not None
+        events: list[tuple[str, int]] = []
+        original_apply = machine.apply
+
+        def apply(index: int, command: Any) -> Any:
+            events.append(("apply", index))
+            return original_apply(index, command)
+
+        machine.apply = apply  # type: ignore[method-assign]
+        original_send = cluster.network.send
+
+        def send(source: str, destination: str, message: Any) -> None:
+            if source == follower.node_id and isinstance(message, AppendEntriesResponse):
+                events.append(("answer", message.match_index))
+            original_send(source, destination, message)
+
+        cluster.network.send = send  # type: ignore[method-assign]
+        first = leader.core.log.last_index + 1
+
+        def next_one(_: object, left: int) -> None:
+            if left:
+                leader.propose(left).addCallback(next_one, left - 1)
+
+        leader.propose("start").addCallback(next_one, 4)
+        cluster.advance(0.5)
+        applied = [i for kind, i in events if kind == "apply"]
+        self.assertEqual(applied, list(range(first, first + 5)))
+        for index in range(first, first + 4):
+            self.assertLess(
+                events.index(("answer", index + 1)), events.index(("apply", index)), events
+            )
 
     def test_follower_refers_to_leader(self) -> None:
         """

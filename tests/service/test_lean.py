@@ -21,13 +21,15 @@ from hypothesis import strategies as st
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.http import datetimeToString
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from raft3d.api import BoundedRequest, Route
 from raft3d.service import APISite, HTTPLimits
-from raft3d.service._lean import MAX_BACKLOG_BYTES, MAX_HEAD_BYTES, LeanHTTPChannel
+from raft3d.service._lean import MAX_BACKLOG_BYTES, MAX_HEAD_BYTES, AnswerMemo, LeanHTTPChannel
 
+from ..api._fakes import Node
 from ._fakes import LogCapture
 from ._rawhttp import RawClient, make_site
 
@@ -456,3 +458,156 @@ class FlowTests(LeanTestCase):
         """
         site = APISite(self.toy, "-", reactor=Clock(), fast=self.toy)
         self.assertNotIsInstance(RawClient(site).channel, LeanHTTPChannel)
+
+
+class AnswerMemoTests(SynchronousTestCase):
+    """
+    Stale reads answered again from the site's L{AnswerMemo}, through the
+    real API on a fake node: the same bytes as a fresh answer, and only
+    while nothing was applied and the C{Date} second is the same.
+    """
+
+    def setUp(self) -> None:
+        self.node = Node()
+        resource = self.node.api.resource()
+        self.site, self.clock = make_site(resource, clock=self.node.clock, fast=resource)
+        self.client = RawClient(self.site)
+        created = self.exchange(_post(b"/api/v1/printers", b'{"company":"Prusa","model":"MK4"}'))
+        self.printer = created.json["id"]
+        self.served = 0
+        serve = resource.serve
+
+        def counting(request: Any, found: Route) -> None:
+            self.served += 1
+            serve(request, found)
+
+        self.patch(resource, "serve", counting)
+
+    def exchange(self, request: bytes) -> Any:
+        """
+        Send C{request} and return its answer, read off a clean transport.
+        """
+        self.client.transport.clear()
+        self.client.send(request)
+        (response,) = self.client.responses()
+        self.last = self.client.transport.value()
+        return response
+
+    def stale(self, extra: bytes = b"") -> bytes:
+        return _get(f"/api/v1/printers/{self.printer}?consistency=stale".encode(), extra)
+
+    def test_answered_again(self) -> None:
+        """
+        The second stale read of an object is answered from the memo, with
+        the same bytes.
+        """
+        first = self.exchange(self.stale())
+        first_bytes = self.last
+        self.assertEqual(first.status, 200)
+        second = self.exchange(self.stale())
+        self.assertEqual((self.served, len(self.site.memo)), (1, 1))
+        self.assertEqual(self.last, first_bytes)
+        self.assertEqual(second.json, first.json)
+        self.assertTrue(self.client.lean)
+
+    def test_pipelined(self) -> None:
+        """
+        Pipelined copies of a request are each answered, in order, once
+        the first answer is kept.
+        """
+        self.exchange(self.stale())
+        self.client.transport.clear()
+        self.client.send(self.stale() * 3 + _get(b"/api/v1/printers?consistency=stale"))
+        responses = self.client.responses()
+        self.assertEqual([r.status for r in responses], [200] * 4)
+        self.assertEqual(responses[3].json[0]["id"], self.printer)
+        self.assertEqual(self.served, 2)
+
+    def test_not_after_apply(self) -> None:
+        """
+        Once the node applied anything, the kept answer is not used again:
+        a list read sees the printer created since.
+        """
+        listing = _get(b"/api/v1/printers?consistency=stale")
+        self.assertEqual(len(self.exchange(listing).json), 1)
+        self.exchange(_post(b"/api/v1/printers", b'{"company":"Bambu","model":"X1"}'))
+        self.assertEqual(len(self.exchange(listing).json), 2)
+        self.assertEqual(self.served, 3)
+
+    def test_not_in_another_second(self) -> None:
+        """
+        An answer is not sent again once its C{Date} is past.
+        """
+        self.exchange(self.stale())
+        self.clock.advance(1)
+        self.exchange(self.stale())
+        self.assertEqual(self.served, 2)
+        self.assertIn(b"Date: " + datetimeToString(int(self.clock.seconds())), self.last)
+
+    def test_only_stale_reads(self) -> None:
+        """
+        Linearizable reads, reads that close the connection or carry a
+        body, errors and writes are never kept.
+        """
+        requests = [
+            _get(f"/api/v1/printers/{self.printer}".encode()),
+            self.stale(b"Content-Length: 2\r\n") + b"{}",
+            _get(b"/api/v1/printers/nope?consistency=stale"),
+            _post(b"/api/v1/printers", b'{"company":"Bambu","model":"X1"}'),
+        ]
+        for request in requests * 2:
+            self.exchange(request)
+        self.assertEqual(len(self.site.memo), 0)
+        self.assertEqual(self.served, 8)
+        closing = RawClient(self.site)
+        closing.send(self.stale(b"Connection: close\r\n"))
+        self.assertEqual(closing.responses()[0].status, 200)
+        self.assertEqual(len(self.site.memo), 0)
+
+
+class AnswerMemoLimitsTests(SynchronousTestCase):
+    """
+    L{AnswerMemo} on its own.
+    """
+
+    def test_bounded(self) -> None:
+        """
+        A full memo starts over; an answer over the size limit is not kept.
+        """
+        memo = AnswerMemo(max_entries=2, max_answer_bytes=4)
+        version = lambda: 7  # noqa: E731
+        memo.put(b"a", b"1", version, 7, 0)
+        memo.put(b"b", b"2", version, 7, 0)
+        memo.put(b"b", b"3", version, 7, 0)
+        self.assertEqual((len(memo), memo.get(b"b", 0)), (2, b"3"))
+        memo.put(b"c", b"4", version, 7, 0)
+        self.assertEqual((len(memo), memo.get(b"a", 0), memo.get(b"c", 0)), (1, None, b"4"))
+        memo.put(b"d", b"12345", version, 7, 0)
+        self.assertIsNone(memo.get(b"d", 0))
+
+    def test_stale_entries_dropped(self) -> None:
+        """
+        An entry of another version or second is dropped when found.
+        """
+        memo = AnswerMemo()
+        current = [7]
+        memo.put(b"a", b"1", lambda: current[0], 7, 0)
+        self.assertIsNone(memo.get(b"a", 1))
+        self.assertEqual(len(memo), 0)
+        memo.put(b"a", b"1", lambda: current[0], 7, 0)
+        current[0] = 8
+        self.assertIsNone(memo.get(b"a", 0))
+        self.assertEqual(len(memo), 0)
+
+
+def _get(target: bytes, extra: bytes = b"") -> bytes:
+    return b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n" + extra + b"\r\n"
+
+
+def _post(target: bytes, body: bytes) -> bytes:
+    return (
+        b"POST "
+        + target
+        + b" HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nContent-Length: %d\r\n\r\n" % len(body)
+        + body
+    )
