@@ -36,7 +36,7 @@ from raft3d.api import RETRY_AFTER_SECONDS, BoundedRequest, FastPath, Route
 from raft3d.transport import Admission, ConnectionLimiter, ConnectionLimits, ThrottledLog
 
 from ._channel import GuardedHTTPChannel
-from ._lean import AnswerMemo, LeanHTTPChannel, LeanSweeper
+from ._lean import AnswerMemo, HeadCache, LeanHTTPChannel, LeanSweeper
 
 NOT_STARTED_MESSAGE = "this node is still starting (a bootstrap node waits for all its peers)"
 
@@ -167,6 +167,7 @@ class APISite(Site):
             clock, limits.request_timeout, limits.idle_timeout, self._timeouts
         )
         self.memo = AnswerMemo()
+        self.heads = HeadCache()
 
     def buildProtocol(  # type: ignore[override]
         self, addr: IAddress | None
@@ -184,6 +185,7 @@ class APISite(Site):
                 self._clock,
                 max_body,
                 self.memo,
+                self.heads,
             )
         return self._guarded(addr, admission)
 

@@ -29,6 +29,10 @@ piles up behind one being answered).  Those deadlines are checked by one
 L{LeanSweeper} per site rather than a timer per request, so they may fire
 up to its resolution late.
 
+A head the connection took is kept, parsed and routed, in the site's
+L{HeadCache}: clients send the same heads again and again, and the next
+one with the same bytes is not read again.
+
 An answer the API marks as reusable (a stale read: see
 L{raft3d.api.mark_reusable}) is kept in the site's L{AnswerMemo}, keyed by
 the exact bytes of the request's head, and sent again for the same bytes
@@ -194,6 +198,80 @@ class _RawHeaders:
         return self._headers.get(name.lower(), default)
 
 
+class ParsedHead:
+    """
+    What a request head says, once checked: everything a L{LeanRequest}
+    is made of, and the route the fast path gave it.  Shared by every
+    request with the same head bytes (see L{HeadCache}), so never changed.
+    """
+
+    __slots__ = (
+        "method",
+        "uri",
+        "path",
+        "postpath",
+        "headers",
+        "raw_headers",
+        "hostname",
+        "close",
+        "length",
+        "route",
+    )
+
+    def __init__(
+        self,
+        method: bytes,
+        uri: bytes,
+        headers: dict[bytes, list[bytes]],
+        hostname: bytes,
+        close: bool,
+        length: int,
+    ) -> None:
+        self.method = method
+        self.uri = uri
+        self.path = path = uri.partition(b"?")[0]
+        segments = path[1:].split(b"/")
+        self.postpath = tuple([unquote_to_bytes(s) for s in segments] if b"%" in path else segments)
+        self.headers = headers
+        self.raw_headers = _RawHeaders(headers)
+        self.hostname = hostname
+        self.close = close
+        self.length = length
+        self.route: Route | None = None
+
+
+class HeadCache:
+    """
+    Request heads already parsed and routed, by their exact bytes.
+
+    Clients send the same head again and again (the same headers to the
+    same endpoint), and reading one (the regular expression, the header
+    table, the route) is a good part of what a request costs.  What a head
+    says, and whether the lean connection takes it, depends on its bytes
+    alone (and on the site's limits and routes, which do not change once
+    it serves), so a head seen before need not be read again.  Only heads
+    of up to C{max_head_bytes} are kept, and a full cache starts over.
+    """
+
+    def __init__(self, max_entries: int = 1024, max_head_bytes: int = 1024) -> None:
+        self._max_entries = max_entries
+        self.max_head_bytes = max_head_bytes
+        self._heads: dict[bytes, ParsedHead] = {}
+
+    def __len__(self) -> int:
+        return len(self._heads)
+
+    def get(self, head: bytes) -> ParsedHead | None:
+        return self._heads.get(head)
+
+    def put(self, head: bytes, parsed: ParsedHead) -> None:
+        if len(head) > self.max_head_bytes:
+            return
+        if len(self._heads) >= self._max_entries:
+            self._heads.clear()
+        self._heads[head] = parsed
+
+
 class LeanRequest:
     """
     One request on a L{LeanHTTPChannel}: the part of C{twisted.web}'s
@@ -206,31 +284,20 @@ class LeanRequest:
     body_too_large: ClassVar[bool] = False
     _log: ClassVar[Logger] = Logger()
 
-    def __init__(
-        self,
-        channel: LeanHTTPChannel,
-        method: bytes,
-        uri: bytes,
-        headers: dict[bytes, list[bytes]],
-        hostname: bytes,
-        close: bool,
-    ) -> None:
+    def __init__(self, channel: LeanHTTPChannel, parsed: ParsedHead) -> None:
         self.channel = channel
-        self.method = method
-        self.uri = uri
-        self.path = path = uri.partition(b"?")[0]
+        self.method = parsed.method
+        self.uri = parsed.uri
+        self.path = parsed.path
         self.prepath: list[bytes] = []
-        segments = path[1:].split(b"/")
-        self.postpath: list[bytes] = (
-            [unquote_to_bytes(s) for s in segments] if b"%" in path else segments
-        )
-        self._headers = headers
-        self.requestHeaders = _RawHeaders(headers)
+        self.postpath = list(parsed.postpath)
+        self._headers = parsed.headers
+        self.requestHeaders = parsed.raw_headers
         self.content: BytesIO | None = None
-        self.close = close
+        self.close = parsed.close
         self.code = 200
         self.headers_out: dict[bytes, tuple[bytes, bytes]] = {}
-        self._hostname = hostname
+        self._hostname = parsed.hostname
         self._body: list[bytes] = []
         self.finished = False
         self._disconnected = False
@@ -357,6 +424,7 @@ class LeanHTTPChannel(TwistedProtocol):
     @param max_body_bytes: a larger declared body goes to C{twisted.web},
         which answers 413.
     @param memo: the site's reusable answers, if it keeps them.
+    @param heads: the site's parsed heads, if it keeps them.
     """
 
     def __init__(
@@ -368,8 +436,10 @@ class LeanHTTPChannel(TwistedProtocol):
         clock: IReactorTime,
         max_body_bytes: int,
         memo: AnswerMemo | None = None,
+        heads: HeadCache | None = None,
     ) -> None:
         self._memo = memo
+        self._heads = heads
         self._fast = fast
         self._fallback = fallback
         self._admission = admission
@@ -546,14 +616,39 @@ class LeanHTTPChannel(TwistedProtocol):
             ):
                 self._hand_over(buffer[offset:])
             return None
+        start = end + 4 - offset
+        raw = buffer[offset : end + 4]
+        heads = self._heads
+        parsed = heads.get(raw) if heads is not None else None
+        if parsed is not None:
+            request = LeanRequest(self, parsed)
+        else:
+            found = self._read_head(buffer, offset, end)
+            if found is None:
+                self._hand_over(buffer[offset:])
+                return None
+            parsed, request = found
+            if heads is not None:
+                heads.put(raw, parsed)
+        route = parsed.route
+        assert route is not None
+        if self._memo is not None and not parsed.length and not parsed.close:
+            request.head = raw
+        return _Head(request, route, start, start + parsed.length)
+
+    def _read_head(
+        self, buffer: bytes, offset: int, end: int
+    ) -> tuple[ParsedHead, LeanRequest] | None:
+        """
+        Parse and route the head in C{buffer[offset:end]}, and make its
+        request; or C{None} if this connection does not take it.
+        """
         head = _HEAD.fullmatch(buffer, offset, end)
         if head is None:
-            self._hand_over(buffer[offset:])
             return None
         lines = head.group(3).split(b"\r\n")
         if len(lines) - 1 > _MAX_HEADERS:
             # Twisted refuses so many (431); so must this connection.
-            self._hand_over(buffer[offset:])
             return None
         headers: dict[bytes, list[bytes]] = {}
         for raw in lines[1:]:
@@ -564,22 +659,14 @@ class LeanHTTPChannel(TwistedProtocol):
                 headers[name].append(value)
             else:
                 headers[name] = [value]
-        found = self._request_from(head.group(1), head.group(2), headers)
-        if found is None:
-            self._hand_over(buffer[offset:])
-            return None
-        request, route, length = found
-        start = end + 4 - offset
-        if self._memo is not None and not length and not request.close:
-            request.head = buffer[offset : end + 4]
-        return _Head(request, route, start, start + length)
+        return self._request_from(head.group(1), head.group(2), headers)
 
     def _request_from(
         self, method: bytes, uri: bytes, headers: dict[bytes, list[bytes]]
-    ) -> tuple[LeanRequest, Route, int] | None:
+    ) -> tuple[ParsedHead, LeanRequest] | None:
         """
-        The request, its route and its body's length, if it is plain enough
-        to be served here.
+        The parsed head, routed, and its request, if the request is plain
+        enough to be served here.
         """
         if not _HANDED_OVER.isdisjoint(headers):
             return None
@@ -606,11 +693,12 @@ class LeanHTTPChannel(TwistedProtocol):
             match = _HOST.fullmatch(hostname)
             assert match is not None
             hostname = match.group("host")
-        request = LeanRequest(self, method, uri, headers, hostname, close)
-        route = self._fast.route(request)
-        if route is None:
+        parsed = ParsedHead(method, uri, headers, hostname, close, length)
+        request = LeanRequest(self, parsed)
+        parsed.route = self._fast.route(request)
+        if parsed.route is None:
             return None
-        return request, route, length
+        return parsed, request
 
     def respond(self, request: LeanRequest) -> None:
         """

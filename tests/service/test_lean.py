@@ -27,7 +27,14 @@ from twisted.web.server import NOT_DONE_YET
 
 from raft3d.api import BoundedRequest, Route
 from raft3d.service import APISite, HTTPLimits
-from raft3d.service._lean import MAX_BACKLOG_BYTES, MAX_HEAD_BYTES, AnswerMemo, LeanHTTPChannel
+from raft3d.service._lean import (
+    MAX_BACKLOG_BYTES,
+    MAX_HEAD_BYTES,
+    AnswerMemo,
+    HeadCache,
+    LeanHTTPChannel,
+    ParsedHead,
+)
 
 from ..api._fakes import Node
 from ._fakes import LogCapture
@@ -611,3 +618,73 @@ def _post(target: bytes, body: bytes) -> bytes:
         + b" HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nContent-Length: %d\r\n\r\n" % len(body)
         + body
     )
+
+
+class HeadCacheTests(SynchronousTestCase):
+    """
+    Heads read again from the site's L{HeadCache}: the same requests as
+    from a fresh reading, through the real API on a fake node.
+    """
+
+    def setUp(self) -> None:
+        self.node = Node()
+        resource = self.node.api.resource()
+        self.site, self.clock = make_site(resource, clock=self.node.clock, fast=resource)
+        self.client = RawClient(self.site)
+
+    def exchange(self, request: bytes) -> Any:
+        self.client.transport.clear()
+        self.client.send(request)
+        (response,) = self.client.responses()
+        return response
+
+    def test_same_answers(self) -> None:
+        """
+        A create and a read sent twice with the same head are each read
+        once and answered as fresh requests: two printers, each found.
+        """
+        body = b'{"company":"Prusa","model":"MK4"}'
+        listing = _get(b"/api/v1/printers")
+        first = self.exchange(_post(b"/api/v1/printers", body))
+        self.assertEqual(len(self.exchange(listing).json), 1)
+        self.assertEqual(len(self.site.heads), 2)
+        self.patch(LeanHTTPChannel, "_read_head", lambda *a: self.fail("read again"))
+        second = self.exchange(_post(b"/api/v1/printers", body))
+        self.assertEqual((first.status, second.status), (201, 201))
+        self.assertNotEqual(first.json["id"], second.json["id"])
+        self.assertEqual(len(self.exchange(listing).json), 2)
+        self.assertTrue(self.client.lean)
+
+    def test_path_not_shared(self) -> None:
+        """
+        Serving a request moves its path segments (as Klein does); the
+        next request with the same head still routes from the whole path.
+        """
+        created = self.exchange(_post(b"/api/v1/printers", b'{"company":"A","model":"B"}'))
+        target = f"/api/v1/printers/{created.json['id']}".encode()
+        for _ in range(3):
+            self.assertEqual(self.exchange(_get(target)).json, created.json)
+
+    def test_handed_over_not_kept(self) -> None:
+        """
+        A head the lean connection does not take is not kept.
+        """
+        client = RawClient(self.site)
+        client.send(b"GET /api/v1/printers HTTP/1.0\r\nHost: x\r\n\r\n")
+        self.assertEqual(client.responses()[0].status, 200)
+        self.assertFalse(client.lean)
+        self.assertEqual(len(self.site.heads), 0)
+
+    def test_bounded(self) -> None:
+        """
+        A full cache starts over; a long head is not kept.
+        """
+        cache = HeadCache(max_entries=2, max_head_bytes=8)
+        parsed = ParsedHead(b"GET", b"/a", {}, b"h", False, 0)
+        cache.put(b"a", parsed)
+        cache.put(b"b", parsed)
+        self.assertEqual(len(cache), 2)
+        cache.put(b"c", parsed)
+        self.assertEqual((len(cache), cache.get(b"a"), cache.get(b"c")), (1, None, parsed))
+        cache.put(b"123456789", parsed)
+        self.assertIsNone(cache.get(b"123456789"))
