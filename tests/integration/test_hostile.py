@@ -170,6 +170,22 @@ class HostileClientTests(TestCase):
         status = await self.cluster.ok("GET", "node1", "/status")
         return status["term"], status["last_log_index"], status["commit_index"], status["leader_id"]
 
+    async def settled_state(self) -> tuple[int, int, int, str | None]:
+        """
+        L{state} once node1 has committed its whole log: just after an
+        election the new leader's first entries may not be committed yet,
+        and would be by the time the state is compared.
+        """
+
+        async def settled() -> tuple[int, int, int, str | None] | None:
+            state = await self.state()
+            return state if state[1] == state[2] else None
+
+        result: tuple[int, int, int, str | None] = await self.cluster.wait_for(
+            "node1 to commit its whole log", settled
+        )
+        return result
+
     async def closed(self, what: str, connections: list[RawConnection]) -> None:
         async def all_closed() -> bool:
             return all(c.closed for c in connections)
@@ -195,7 +211,7 @@ class HostileClientTests(TestCase):
     async def strangers_on_the_raft_port(self) -> None:
         c = self.cluster
         raft = c.specs["node1"].raft_addr
-        before = await self.state()
+        before = await self.settled_state()
         intruder = Hello(cluster_id="not-this-cluster", node_id="intruder", addr="127.0.0.1:1")
         attacks = {
             "cluster id mismatch": frame(intruder.to_wire()) + DISRUPTIVE,
@@ -297,7 +313,7 @@ class HostileClientTests(TestCase):
     async def garbage_burst(self) -> None:
         c = self.cluster
         spec = c.specs["node1"]
-        before = await self.state()
+        before = await self.settled_state()
         rng = random.Random(20240501)
         connections = []
         for i in range(120):
