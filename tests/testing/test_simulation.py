@@ -484,6 +484,22 @@ class ScenarioTests(SynchronousTestCase):
         assert machine is not None
         self.assertEqual([c for _, c in machine.items].count("once"), 1)
 
+    def test_superseded_retry_not_acknowledged(self) -> None:
+        """
+        A command whose session already moved on is not applied; its
+        answer is an error result, which the simulated client does not
+        count as an acknowledged write (so the durability check does not
+        expect it).
+        """
+        cluster = SimCluster(seed=93, size=3)
+        leader = cluster.wait_for_leader()
+        client = cluster.client("late")
+        cluster.result_of(leader.propose("second", (client.name, 2)))
+        answer = cluster.result_of(client.submit("first"))
+        self.assertEqual(answer["error"]["code"], "stale_session")
+        self.assertNotIn("first", cluster.invariants.acked)
+        cluster.heal_and_converge()
+
     def test_bootstrap_only_with_empty_storage(self) -> None:
         """
         Restarting the bootstrap node with the same arguments resumes from
