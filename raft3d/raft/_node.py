@@ -404,7 +404,6 @@ class RaftNode:
         self._event_listeners: list[Callable[[tuple[str, ...]], None]] = []
         self._notifications: list[tuple[int, Any, Any]] = []
         self._committed_later: list[Entry] = []
-        self._apply_waiting = False
         self._outgoing: dict[str, _OutgoingSnapshot] = {}
         self._incoming: _IncomingSnapshot | None = None
         self._incoming_data: bytes | None = None
@@ -919,13 +918,13 @@ class RaftNode:
         leader's next commit waits for.  So the answer goes first.  Entries
         committed meanwhile queue behind, so they apply in order.
         """
+        waiting = bool(self._committed_later)
         self._committed_later.extend(committed)
-        if saving is not None and not self._apply_waiting:
-            self._apply_waiting = True
+        if not waiting:
+            assert saving is not None
             saving.addBoth(self._apply_committed_later)
 
     def _apply_committed_later(self, result: object) -> object:
-        self._apply_waiting = False
         entries, self._committed_later = tuple(self._committed_later), []
         if not self._halted:
             self._apply(entries)
