@@ -593,10 +593,17 @@ class LeanHTTPChannel(TwistedProtocol):
         self._size -= end + 4 - offset
         self._admission.established()
         write_now(self.transport, (answer,))
+        self._await_next(now)
+        return True
+
+    def _await_next(self, now: float) -> None:
+        """
+        An answer went out: wait for the next request, whose deadline runs
+        from now if some of its bytes are already here.
+        """
         self._last = now
         self._admission.pending()
         self._since = now if self._size else None
-        return True
 
     def _parse_head(self, buffer: bytes, offset: int) -> _Head | None:
         """
@@ -717,13 +724,11 @@ class LeanHTTPChannel(TwistedProtocol):
             version_of, version = request.reusable
             self._memo.put(request.head, answer, version_of, version, second)
         self._request = None
-        self._last = now
         if request.close:
+            self._last = now
             self._close(now)
             return
-        self._admission.pending()
-        if self._size:
-            self._since = now
+        self._await_next(now)
         self._parse()
 
     def _update_reading(self) -> None:
