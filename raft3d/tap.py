@@ -30,12 +30,13 @@ import gc
 import os
 import stat
 import sys
-from typing import Any, Sequence, cast
+from typing import Any, Callable, Sequence, cast
 
 import attrs
 from treq.client import HTTPClient as TreqClient
 from twisted.application.internet import TCPServer
 from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import (
     FilteringLogObserver,
@@ -66,6 +67,7 @@ from raft3d.service import (
     check_address,
     check_node_id,
     parse_peers,
+    run_in_child,
     split_own,
 )
 from raft3d.storage import DiskStorage
@@ -184,6 +186,7 @@ class NodeConfig:
     raft_limits: ConnectionLimits = DEFAULT_RAFT_LIMITS
     handshake_timeout: float = 5.0
     peer_secret_file: str | None = None
+    snapshot_encoder: str = "fork"
 
     @property
     def member(self) -> Member:
@@ -204,6 +207,16 @@ def _positive(name: str, minimum: int = 1) -> Any:
     return coerce
 
 
+def _choice(name: str, choices: Sequence[str]) -> Any:
+    def coerce(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"{name} must be one of {', '.join(choices)}, not {text!r}")
+        return text
+
+    coerce.coerceDoc = f"One of {', '.join(choices)}."  # type: ignore[attr-defined]
+    return coerce
+
+
 def _seconds(name: str) -> Any:
     def coerce(text: str) -> float:
         try:
@@ -219,6 +232,24 @@ def _seconds(name: str) -> Any:
 
 
 _HTTP = HTTPLimits()
+
+
+SNAPSHOT_ENCODERS = ("fork", "thread")
+"""
+The values of C{--snapshot-encoder}, the default first.
+"""
+
+
+def _snapshot_runner(
+    encoder: str, reactor: Any
+) -> Callable[[Callable[[], bytes]], Deferred[bytes]]:
+    """
+    What runs a snapshot's encoder off the reactor: a forked child, or a
+    thread of the reactor's pool.
+    """
+    if encoder == "fork":
+        return lambda work: run_in_child(reactor, work)
+    return lambda work: deferToThreadPool(reactor, reactor.getThreadPool(), work)
 
 
 SNAPSHOT_STAGGER = 0.5
@@ -405,6 +436,15 @@ class Options(usage.Options):
             " process without the secret can neither join nor learn the cluster's ids."
             " Default: no authentication.",
         ],
+        [
+            "snapshot-encoder",
+            None,
+            "fork",
+            "Where snapshots are encoded: 'fork' (a child process, on another core and"
+            " off the reactor's interpreter lock; it briefly needs memory for the pages"
+            " it copies) or 'thread' (a thread of this process).",
+            _choice("--snapshot-encoder", SNAPSHOT_ENCODERS),
+        ],
     ]
 
     config: NodeConfig
@@ -503,6 +543,7 @@ class Options(usage.Options):
             ),
             handshake_timeout=self["raft-handshake-timeout"],
             peer_secret_file=peer_secret_file,
+            snapshot_encoder=self["snapshot-encoder"],
         )
 
 
@@ -588,7 +629,7 @@ def build(config: NodeConfig, reactor: Any) -> MultiService:
         transport=transport,
         state_machine=farm,
         settings=config.settings,
-        run_in_thread=lambda work: deferToThreadPool(reactor, reactor.getThreadPool(), work),
+        run_in_thread=_snapshot_runner(config.snapshot_encoder, reactor),
     )
     node.on_fatal = fatal
     pool = HTTPConnectionPool(reactor)  # type: ignore[no-untyped-call]

@@ -157,6 +157,7 @@ class OptionsTests(SynchronousTestCase):
             (["--snapshot-threshold", "0"], "at least 1"),
             (["--max-frame", "1000"], "at least 65536"),
             (["--cluster-id", "x" * 300], "at most 256"),
+            (["--snapshot-encoder", "gpu"], "one of fork, thread, not 'gpu'"),
         ):
             e = self.assertRaises(UsageError, parse, [*SEED_NODE1, *extra])
             self.assertIn(fragment, str(e))
@@ -184,6 +185,8 @@ class OptionsTests(SynchronousTestCase):
                 "--access-log",
                 "access.log",
                 "--verbose",
+                "--snapshot-encoder",
+                "thread",
             ]
         ).config
         settings = config.settings
@@ -193,6 +196,8 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual((config.max_frame, config.cluster_id), (131072, "farm"))
         self.assertEqual(config.access_log, "access.log")
         self.assertTrue(config.verbose)
+        self.assertEqual(config.snapshot_encoder, "thread")
+        self.assertEqual(parse(SEED_NODE1).config.snapshot_encoder, "fork")
 
     def test_warnings(self) -> None:
         """

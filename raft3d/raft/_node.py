@@ -339,11 +339,11 @@ class RaftNode:
     leader that cannot write its log cannot be trusted to commit; see
     L{_persist_failed}.
 
-    With C{run_in_thread} (for example C{deferToThreadPool} on the
-    reactor's pool) and a state machine that provides L{IBackgroundSnapshot},
-    snapshots are encoded in that thread: the reactor only freezes the state.
-    Without it they are encoded inline, which the simulation relies on to be
-    deterministic.
+    With C{run_in_thread} (C{deferToThreadPool} on the reactor's pool, or
+    a function that runs its argument in a forked child) and a state
+    machine that provides L{IBackgroundSnapshot}, snapshots are encoded
+    there: the reactor only freezes the state.  Without it they are encoded
+    inline, which the simulation relies on to be deterministic.
 
     @ivar on_fatal: called with a reason when the node had to halt because
         its storage can no longer be trusted (the service exits so that a

@@ -1,13 +1,14 @@
 """
 The service wiring of a Raft3D node: one Twisted service object per concern
 (the Raft node's life cycle and cluster bootstrap, the HTTP gate and site,
-the forwarding client's pool, the fatal exit), composed by
+the forwarding client's pool, the fatal exit, the snapshot encoder's child), composed by
 L{raft3d.tap.makeService}.  Nothing here touches the global reactor.
 """
 
 from ._bootstrap import BootstrapDiscovery
 from ._channel import GuardedHTTPChannel
 from ._exit import EXIT_CANNOT_START, EXIT_FATAL, FatalExit
+from ._forked import ChildFailed, run_in_child
 from ._http import NOT_STARTED_MESSAGE, APISite, ClientPoolService, HTTPLimits, StartupGate
 from ._peers import (
     BadAddress,
@@ -28,6 +29,7 @@ __all__ = [
     "APISite",
     "BadAddress",
     "BootstrapDiscovery",
+    "ChildFailed",
     "ClientPoolService",
     "FatalExit",
     "GuardedHTTPChannel",
@@ -41,6 +43,7 @@ __all__ = [
     "is_blank",
     "new_cluster_id",
     "parse_peers",
+    "run_in_child",
     "same_address",
     "split_own",
 ]

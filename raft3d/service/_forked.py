@@ -1,0 +1,122 @@
+# -*- test-case-name: tests.service.test_forked -*-
+"""
+Encoding snapshots in a forked child.
+
+Encoding the snapshot of a large farm takes seconds of CPU.  In a thread it
+shares the interpreter lock with the reactor, which then waits up to a
+switch interval for it at every turn, for the whole encoding: that is the
+p99 of every request answered meanwhile.  A child forked at that moment sees
+the state as it was (copy on write) and has an interpreter of its own, so it
+encodes on another core; the reactor pays for the fork (copying page tables,
+milliseconds) and the thread pool for reading the result back.
+
+The child closes every descriptor it inherited except the one it writes to,
+so that it never holds a socket open for the parent (a client would not see
+its connection close, a restarted node could not bind its ports), resets the
+signal handlers the reactor installed, and leaves with C{os._exit}: no
+reactor, log observer or C{atexit} handler of the parent's runs in it.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import traceback
+from typing import Callable, NoReturn
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorThreads
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+
+_log = Logger()
+
+
+class ChildFailed(Exception):
+    """
+    The child did not produce the bytes: it raised (the traceback is in the
+    message), or was killed.
+    """
+
+
+def run_in_child(reactor: IReactorThreads, work: Callable[[], bytes]) -> Deferred[bytes]:
+    """
+    Call C{work} in a forked child and fire with what it returns.
+
+    When the process cannot fork (no memory for the page tables, too many
+    processes), C{work} runs in the reactor's thread pool instead.
+
+    @raise ChildFailed: (errback) if C{work} raised in the child or the
+        child was killed.
+    """
+    pool = reactor.getThreadPool()
+    try:
+        out = os.memfd_create("raft3d-snapshot", os.MFD_CLOEXEC)
+    except OSError as e:
+        return _in_thread(reactor, work, e)
+    try:
+        pid = os.fork()
+    except OSError as e:
+        os.close(out)
+        return _in_thread(reactor, work, e)
+    if pid == 0:
+        _child(work, out)
+    return deferToThreadPool(reactor, pool, _collect, pid, out)
+
+
+def _in_thread(reactor: IReactorThreads, work: Callable[[], bytes], e: OSError) -> Deferred[bytes]:
+    _log.warn("cannot fork to encode a snapshot ({error}); encoding in a thread", error=e)
+    return deferToThreadPool(reactor, reactor.getThreadPool(), work)
+
+
+def _child(work: Callable[[], bytes], out: int) -> NoReturn:
+    code = 1
+    try:
+        # A collection would touch every object of the parent's state,
+        # copying every page of it; this process lives for one call.
+        gc.disable()
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        os.closerange(3, out)
+        os.closerange(out + 1, os.sysconf("SC_OPEN_MAX"))
+        _write_all(out, work())
+        code = 0
+    except BaseException:
+        try:
+            _write_all(out, traceback.format_exc().encode("utf-8", "replace"))
+        except BaseException:
+            pass
+    finally:
+        os._exit(code)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _collect(pid: int, out: int) -> bytes:
+    """
+    Wait for the child (in a pool thread) and read what it wrote.
+    """
+    try:
+        _, status = os.waitpid(pid, 0)
+        size = os.fstat(out).st_size
+        data = os.pread(out, size, 0)
+        while len(data) < size:
+            # Only a signal cuts a read of a memory file short.
+            more = os.pread(out, size - len(data), len(data))
+            if not more:
+                break
+            data += more
+    finally:
+        os.close(out)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        said = data[-4000:].decode("utf-8", "replace").strip()
+        how = f"exited with {code}" if code > 0 else f"was killed by signal {-code}"
+        raise ChildFailed(f"the snapshot encoder {how}" + (f": {said}" if said else ""))
+    return data

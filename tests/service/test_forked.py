@@ -1,0 +1,143 @@
+"""
+Tests for L{raft3d.service._forked}: encoding in a forked child, on real
+processes and the real reactor.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from typing import Any
+
+from twisted.internet import reactor as _reactor
+from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
+from twisted.logger import LogEvent, globalLogPublisher
+from twisted.trial.unittest import TestCase
+
+from raft3d.service import ChildFailed, _forked, run_in_child
+
+reactor: Any = _reactor
+
+
+class RunInChildTests(TestCase):
+    """
+    L{run_in_child} fires with the bytes the function returned in the child.
+    """
+
+    @inlineCallbacks
+    def test_returns_bytes(self) -> Any:
+        """
+        Large results (far more than a pipe holds) come back whole, and the
+        child worked on the state as it was when it was forked: a change
+        the parent makes afterwards is not in them.
+        """
+        state = [bytes([i % 251]) * 1000 for i in range(20_000)]
+
+        def work() -> bytes:
+            return b"".join(state)
+
+        expected = b"".join(state)
+        d = run_in_child(reactor, work)
+        state.clear()
+        data = yield d
+        self.assertEqual(data, expected)
+        self.assertEqual(len(data), 20_000_000)
+
+    @inlineCallbacks
+    def test_runs_in_another_process(self) -> Any:
+        """
+        The function runs in a child: its process id is not ours.
+        """
+        data = yield run_in_child(reactor, lambda: str(os.getpid()).encode())
+        self.assertNotEqual(int(data), os.getpid())
+
+    @inlineCallbacks
+    def test_empty(self) -> Any:
+        """
+        An empty result is a result.
+        """
+        data = yield run_in_child(reactor, lambda: b"")
+        self.assertEqual(data, b"")
+
+    @inlineCallbacks
+    def test_raises(self) -> Any:
+        """
+        An exception in the child fails the Deferred with L{ChildFailed},
+        whose message carries the child's traceback.
+        """
+
+        def work() -> bytes:
+            raise RuntimeError("no room on the build plate")
+
+        d = run_in_child(reactor, work)
+        failure = yield self.assertFailure(d, ChildFailed)
+        self.assertIn("exited with 1", str(failure))
+        self.assertIn("RuntimeError: no room on the build plate", str(failure))
+
+    @inlineCallbacks
+    def test_killed(self) -> Any:
+        """
+        A child killed by a signal fails the Deferred with L{ChildFailed}
+        naming the signal.
+        """
+
+        def work() -> bytes:
+            os.kill(os.getpid(), 9)
+            return b"never"
+
+        failure = yield self.assertFailure(run_in_child(reactor, work), ChildFailed)
+        self.assertIn("killed by signal 9", str(failure))
+
+    @inlineCallbacks
+    def test_inherited_descriptors_closed(self) -> Any:
+        """
+        The child holds none of the parent's descriptors: a listening socket
+        of the parent is closed in the child, so closing it in the parent
+        frees the port at once.
+        """
+        listener = socket.socket()
+        self.addCleanup(listener.close)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        fd = listener.fileno()
+
+        def work() -> bytes:
+            try:
+                os.fstat(fd)
+            except OSError as e:
+                return errno.errorcode[e.errno].encode()
+            return b"open"
+
+        data = yield run_in_child(reactor, work)
+        self.assertEqual(data, b"EBADF")
+
+    @inlineCallbacks
+    def test_cannot_fork(self) -> Any:
+        """
+        When the process cannot fork, the function runs in the reactor's
+        thread pool instead, and that is logged.
+        """
+
+        def refuse() -> int:
+            raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+        events: list[LogEvent] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        self.patch(_forked.os, "fork", refuse)
+        data = yield run_in_child(reactor, lambda: str(os.getpid()).encode())
+        self.assertEqual(int(data), os.getpid())
+        warned = [e for e in events if e.get("log_namespace") == _forked.__name__]
+        self.assertEqual(len(warned), 1)
+        self.assertIn("encoding in a thread", warned[0]["log_format"])
+        self.assertIn("Resource temporarily unavailable", str(warned[0]["error"]))
+
+    def test_concurrent(self) -> Deferred[Any]:
+        """
+        Several children at once each answer with their own result.
+        """
+        ds = [run_in_child(reactor, lambda i=i: b"%d" % i * 1000) for i in range(4)]
+        d = gatherResults(ds)
+        d.addCallback(lambda got: self.assertEqual(got, [b"%d" % i * 1000 for i in range(4)]))
+        return d
