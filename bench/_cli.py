@@ -7,10 +7,11 @@ Phases, in this order (each can be skipped):
  1. reference rows: C{fdatasync} of 4 KiB appends, then one Twisted
     process (plain C{Resource}, then a Klein route) answering creates with
     no Raft and no disk;
- 2. and 3. for each workload in turn, etcd then Raft3D, each on a fresh
-    3-member cluster, every row on the leader then spread over the
-    members (so the two systems' rows of a workload are measured minutes
-    apart, not a quarter of an hour: the machine's speed drifts);
+ 2. and 3. for each workload in turn, a fresh 3-member cluster of etcd and
+    one of Raft3D side by side, every row on the leader then spread over
+    the members, the two systems taking turns row by row in alternating
+    order (so the two halves of each ratio are measured seconds apart:
+    the machine's speed drifts by tens of percent within minutes);
  4. the py-spy profile of the Raft3D leader under the 64-connection creates;
  5. the scale run (C{--scale N} objects).
 
@@ -231,6 +232,19 @@ def twistd_has_raft3d(twistd: str) -> bool:
 # -- the benchmark -------------------------------------------------------------
 
 
+@attrs.define
+class _Contender:
+    """
+    One system's cluster in a comparison, and its leader as last seen.
+    """
+
+    system: str
+    phase: str
+    cluster: Cluster
+    fixture: list[str]
+    leader: int
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -431,74 +445,100 @@ class Bench:
             raise RuntimeError(f"creating the fixture filament failed: {status} {filament!r:.200}")
         return [printer["id"], filament["id"]]
 
-    def compare(self, system: str, workload: str) -> None:
-        phase = f"{system}-{workload}"
-        self.say(f"== {system}: {workload} (fresh cluster)")
-        cluster = self._cluster(system, phase)
-        try:
-            cluster.start()
-            leader = cluster.wait_ready()
-            fixture = self._fixture(cluster, leader, workload)
-            if self.args.warmup:
-                self.runner.run(
-                    [Target(cluster.http_addrs[leader], 16)],
-                    system=system,
-                    workload=workload,
-                    tag=f"warm-{workload}",
-                    duration=self.args.warmup,
-                    fixture=fixture,
-                )
-            self._rows(cluster, system, workload, fixture, leader)
-        except (WrkFailed, RuntimeError, OSError) as e:
-            self.problem(f"{phase} aborted", f"{type(e).__name__}: {e}")
-        finally:
-            self._finish_cluster(cluster, phase)
+    def compare(self, systems: Sequence[str], workload: str) -> None:
+        """
+        Run C{workload}'s rows on a fresh cluster of each of C{systems}.
 
-    def _rows(
-        self, cluster: Cluster, system: str, workload: str, fixture: list[str], leader: int
-    ) -> None:
-        for mode in self.args.modes:
-            for conns in self.args.connections:
-                row: dict[str, Any] = {
-                    "system": system,
-                    "workload": workload,
-                    "mode": mode,
-                    "connections": conns,
-                }
-                self.data["rows"].append(row)
-                now = cluster.wait_ready()
-                if now != leader:
-                    self.problem(
-                        f"{system} {workload}: leader changed from {cluster.members[leader].name}"
-                        f" to {cluster.members[now].name} before the {mode} c={conns} row"
-                    )
-                    leader = now
-                if mode == "leader":
-                    targets = [Target(cluster.http_addrs[leader], conns)]
-                else:
-                    split = split_connections(conns, len(cluster.members))
-                    if not split:
-                        row["skipped"] = (
-                            f"{conns} connection(s) cannot be spread over {len(cluster.members)} members"
-                        )
-                        continue
-                    targets = [Target(a, n) for a, n in zip(cluster.http_addrs, split, strict=True)]
+        The clusters run side by side and take turns row by row, in
+        alternating order (etcd then Raft3D, then Raft3D then etcd, ...), so
+        that the two halves of a ratio are measured seconds apart and the
+        machine's drift falls on both alike; the idle cluster only sends
+        heartbeats meanwhile.
+        """
+        running: list[_Contender] = []
+        try:
+            for system in systems:
+                phase = f"{system}-{workload}"
+                self.say(f"== {system}: {workload} (fresh cluster)")
+                cluster = self._cluster(system, phase)
                 try:
-                    self._run_row(
-                        row,
-                        targets,
-                        system=system,
-                        workload=workload,
-                        tag=f"{system[0]}{workload}-{mode[0]}{conns}",
-                        fixture=fixture,
-                    )
-                except WrkFailed as e:
-                    row["error"] = str(e)
-                    self.problem(f"{system} {workload} {mode} c={conns}: wrk failed", str(e))
+                    cluster.start()
+                    leader = cluster.wait_ready()
+                    fixture = self._fixture(cluster, leader, workload)
+                except (RuntimeError, OSError) as e:
+                    self.problem(f"{phase} aborted", f"{type(e).__name__}: {e}")
+                    self._finish_cluster(cluster, phase)
                     continue
-                dead = cluster.check_alive()
-                if dead:
-                    raise RuntimeError(f"member(s) {', '.join(dead)} died during the row")
+                running.append(_Contender(system, phase, cluster, fixture, leader))
+            for c in running:
+                if self.args.warmup:
+                    self.runner.run(
+                        [Target(c.cluster.http_addrs[c.leader], 16)],
+                        system=c.system,
+                        workload=workload,
+                        tag=f"warm-{workload}",
+                        duration=self.args.warmup,
+                        fixture=c.fixture,
+                    )
+            specs = [(m, n) for m in self.args.modes for n in self.args.connections]
+            for turn, (mode, conns) in enumerate(specs):
+                for c in list(running if turn % 2 == 0 else running[::-1]):
+                    try:
+                        c.leader = self._row(c, workload, mode, conns)
+                    except (WrkFailed, RuntimeError, OSError) as e:
+                        self.problem(f"{c.phase} aborted", f"{type(e).__name__}: {e}")
+                        running.remove(c)
+                        self._finish_cluster(c.cluster, c.phase)
+        finally:
+            for c in running:
+                self._finish_cluster(c.cluster, c.phase)
+
+    def _row(self, c: _Contender, workload: str, mode: str, conns: int) -> int:
+        """
+        Run one row on C{c}'s cluster; return its leader (checked first).
+        """
+        cluster, system, fixture, leader = c.cluster, c.system, c.fixture, c.leader
+        row: dict[str, Any] = {
+            "system": system,
+            "workload": workload,
+            "mode": mode,
+            "connections": conns,
+        }
+        self.data["rows"].append(row)
+        now = cluster.wait_ready()
+        if now != leader:
+            self.problem(
+                f"{system} {workload}: leader changed from {cluster.members[leader].name}"
+                f" to {cluster.members[now].name} before the {mode} c={conns} row"
+            )
+            leader = now
+        if mode == "leader":
+            targets = [Target(cluster.http_addrs[leader], conns)]
+        else:
+            split = split_connections(conns, len(cluster.members))
+            if not split:
+                row["skipped"] = (
+                    f"{conns} connection(s) cannot be spread over {len(cluster.members)} members"
+                )
+                return leader
+            targets = [Target(a, n) for a, n in zip(cluster.http_addrs, split, strict=True)]
+        try:
+            self._run_row(
+                row,
+                targets,
+                system=system,
+                workload=workload,
+                tag=f"{system[0]}{workload}-{mode[0]}{conns}",
+                fixture=fixture,
+            )
+        except WrkFailed as e:
+            row["error"] = str(e)
+            self.problem(f"{system} {workload} {mode} c={conns}: wrk failed", str(e))
+            return leader
+        dead = cluster.check_alive()
+        if dead:
+            raise RuntimeError(f"member(s) {', '.join(dead)} died during the row")
+        return leader
 
     # -- profile and scale ----------------------------------------------------
 
@@ -585,8 +625,8 @@ class Bench:
             self.reference()
         systems = [system for system in ("etcd", "raft3d") if system in phases]
         for workload in self.args.workloads:
-            for system in systems:
-                self.compare(system, workload)
+            if systems:
+                self.compare(systems, workload)
         if "profile" in phases:
             self.profile()
         if "scale" in phases:
