@@ -23,6 +23,7 @@ mapping.
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import UTC, datetime
 from functools import partial
@@ -91,11 +92,40 @@ def iso_now(clock: IReactorTime) -> str:
     """
     The clock's time as an ISO-8601 UTC string with milliseconds.
     """
+    return _iso(clock.seconds())
+
+
+def _iso(seconds: float) -> str:
     return (
-        datetime.fromtimestamp(clock.seconds(), tz=UTC)
+        datetime.fromtimestamp(seconds, tz=UTC)
         .isoformat(timespec="milliseconds")
         .replace("+00:00", "Z")
     )
+
+
+class _ISONow:
+    """
+    L{iso_now} of one clock, formatted once per millisecond: a loaded node
+    stamps many writes within the same millisecond.
+    """
+
+    __slots__ = ("_clock", "_millisecond", "_text")
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._millisecond = -1
+        self._text = ""
+
+    def __call__(self) -> str:
+        seconds = self._clock.seconds()
+        # The millisecond datetime shows: it rounds the fraction to
+        # microseconds (half to even) before it truncates to milliseconds.
+        fraction, whole = math.modf(seconds)
+        millisecond = int(whole) * 1000 + round(fraction * 1_000_000) // 1000
+        if millisecond != self._millisecond:
+            self._millisecond = millisecond
+            self._text = _iso(seconds)
+        return self._text
 
 
 def _query(request: HTTPRequest, allowed: frozenset[str]) -> dict[str, str]:
@@ -261,7 +291,7 @@ class FarmAPI:
         self._farm = farm
         self._clock = clock
         self._new_id = id_factory
-        self._now: Callable[[], str] = now if now is not None else (lambda: iso_now(clock))
+        self._now: Callable[[], str] = now if now is not None else _ISONow(clock)
         if http_client is None:
             import treq
 

@@ -17,7 +17,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from raft3d.api import MAX_BODY_BYTES, FarmAPI
-from raft3d.api._app import MAX_QUERY_FIELDS, parse_qsl_strictly, parse_query
+from raft3d.api._app import MAX_QUERY_FIELDS, _ISONow, iso_now, parse_qsl_strictly, parse_query
 from raft3d.farm import FarmState, JobStatus
 from raft3d.raft import (
     LeadershipTransferInProgress,
@@ -1078,3 +1078,42 @@ class ParseQueryTests(SynchronousTestCase):
             except ValueError as e:
                 ours = type(e)
             self.assertEqual(ours, self.reference(text), text)
+
+
+class ISONowTests(SynchronousTestCase):
+    """
+    L{_ISONow} formats the time once per millisecond and always gives what
+    L{iso_now} gives.
+    """
+
+    @given(
+        start=st.floats(min_value=0, max_value=4e9, allow_nan=False),
+        steps=st.lists(st.floats(min_value=0, max_value=0.003), max_size=30),
+    )
+    @settings(max_examples=300)
+    def test_same_as_iso_now(self, start: float, steps: list[float]) -> None:
+        """
+        For any run of clock readings, each string is L{iso_now}'s for
+        that reading.
+        """
+        clock = Clock()
+        clock.advance(start)
+        now = _ISONow(clock)
+        self.assertEqual(now(), iso_now(clock))
+        for step in steps:
+            clock.advance(step)
+            self.assertEqual(now(), iso_now(clock))
+
+    def test_formatted_once_per_millisecond(self) -> None:
+        """
+        Readings within one millisecond share one string; the next
+        millisecond gets a new one.
+        """
+        clock = Clock()
+        clock.advance(1_700_000_000.0001)
+        now = _ISONow(clock)
+        first = now()
+        clock.advance(0.0005)
+        self.assertIs(now(), first)
+        clock.advance(0.0005)
+        self.assertEqual((first, now()), ("2023-11-14T22:13:20.000Z", "2023-11-14T22:13:20.001Z"))
