@@ -707,7 +707,12 @@ def render(out_dir: str, results_dir: str) -> str:
     if os.path.exists(raw) and profile.get("load"):
         with open(raw) as f:
             stacks = parse_collapsed(f.read())
-        fresh = summarise(stacks, profile["sample_rate_hz"], profile["requests_in_window"])
+        fresh = summarise(
+            stacks,
+            profile["sample_rate_hz"],
+            profile["requests_in_window"],
+            seconds=profile["load"].get("profiled_seconds"),
+        )
         data["profile"] = {**profile, **fresh}
     return write_results(data, out_dir, results_dir)
 

@@ -360,17 +360,29 @@ def per_request_us(samples: int, rate: float, requests: float) -> float:
 
 
 def summarise(
-    stacks: Mapping[Stack, int], rate: float, requests: float, n: int = 25
+    stacks: Mapping[Stack, int],
+    rate: float,
+    requests: float,
+    n: int = 25,
+    seconds: float | None = None,
 ) -> dict[str, object]:
     """
     The profile summary: threads, and for the reactor thread the top
     functions by self and inclusive time and the time per layer, each in
     samples, percent of its busy samples and microseconds per request.
+
+    @param seconds: how long the sampling ran.  py-spy samples every
+        thread at each tick, idle ones included, but falls behind C{rate}
+        on a busy machine; with C{seconds} the rate it achieved (the most
+        samples of one thread over C{seconds}) converts samples to time,
+        if it is lower.
     """
     threads = threads_summary(stacks)
     by_thread = split_threads(stacks)
+    if seconds and threads:
+        rate = min(rate, max(t.samples for t in threads) / seconds)
     out: dict[str, object] = {
-        "sample_rate_hz": rate,
+        "sample_rate_hz": round(rate, 1),
         "requests_in_window": round(requests),
         "threads": [
             {

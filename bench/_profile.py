@@ -66,7 +66,7 @@ def run_profile(
     with open(raw_path) as f:
         stacks = parse_collapsed(f.read())
     requests = merged.throughput * seconds
-    summary = summarise(stacks, RATE, requests)
+    summary = summarise(stacks, RATE, requests, seconds=seconds)
     summary["load"] = {
         "connections": connections,
         "leader": cluster.members[leader].name,

@@ -193,7 +193,7 @@ def scale_section(scale: Mapping[str, Any]) -> str:
             f" {int(costs['file_bytes']) / 1e6:.1f} MB; decoding and restoring it takes"
             f" {costs.get('decode_and_restore_s')} s, encoding it again"
             f" {costs.get('encode_s')} s (measured in the harness process; a node encodes"
-            " in a worker thread after a freeze of a few ms on its reactor thread)"
+            " in a forked child after a freeze of a few ms on its reactor thread)"
         )
     restart = scale.get("restart") or {}
     if restart:
@@ -272,8 +272,8 @@ def profile_section(profile: Mapping[str, Any], n: int = 15) -> str:
     out = [
         f"Leader {load.get('leader')} under {load.get('connections')}-connection creates,"
         f" {load.get('throughput_rps')} req/s, {load.get('profiled_seconds')} s at"
-        f" {profile.get('sample_rate_hz')} Hz ({profile.get('requests_in_window')} requests"
-        " in the window).",
+        f" {profile.get('sample_rate_hz')} Hz achieved ({profile.get('requests_in_window')}"
+        " requests in the window).",
         "",
         "| thread | samples | busy | busy µs per request |",
         "|---|--:|--:|--:|",

@@ -135,9 +135,10 @@ def snapshot_costs(data_dir: str) -> dict[str, Any]:
     Load the newest snapshot file of a node and time, in this process,
     what a node does with it: restoring the farm from it (a restart or an
     InstallSnapshot) and encoding it again (what every snapshot costs a
-    node's worker thread: C{RaftNode} freezes the state on the reactor and
-    encodes it in the reactor's thread pool; its logged write time includes
-    the encoding).
+    node's encoder: C{RaftNode} freezes the state on the reactor and
+    encodes it in a forked child, or a pool thread with
+    C{--snapshot-encoder thread}; its logged write time includes the
+    encoding).
     """
     import cbor2
 

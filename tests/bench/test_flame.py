@@ -148,6 +148,25 @@ class TimeTests(SynchronousTestCase):
         self.assertNotIn("ReactorBase.mainLoop (twisted/internet/base.py)", names)
         self.assertNotIn("EPollReactor.doPoll (twisted/internet/epollreactor.py)", names)
 
+    def test_summarise_achieved_rate(self) -> None:
+        """
+        When py-spy took fewer samples than its rate over the window, the
+        rate it achieved converts samples to time; a higher one is not
+        believed.
+        """
+        stacks = parse_collapsed(RAW)
+        nominal = summarise(stacks, 100.0, 90)
+        threads = nominal["threads"]
+        assert isinstance(threads, list)
+        most = max(t["samples"] for t in threads)
+        slow = summarise(stacks, 100.0, 90, seconds=most / 50.0)
+        self.assertEqual(slow["sample_rate_hz"], 50.0)
+        slow_threads = slow["threads"]
+        assert isinstance(slow_threads, list)
+        self.assertEqual(slow_threads[0]["busy_us_per_request"], 20000.0)
+        fast = summarise(stacks, 100.0, 90, seconds=most / 200.0)
+        self.assertEqual(fast["sample_rate_hz"], 100.0)
+
 
 class FlamegraphTests(SynchronousTestCase):
     """
