@@ -13,15 +13,19 @@ milliseconds) and the thread pool for reading the result back.
 The child closes every descriptor it inherited except the one it writes to,
 so that it never holds a socket open for the parent (a client would not see
 its connection close, a restarted node could not bind its ports), resets the
-signal handlers the reactor installed, and leaves with C{os._exit}: no
-reactor, log observer or C{atexit} handler of the parent's runs in it.
+signal handlers the reactor installed, asks Linux to kill it if the node
+dies first (its work would be for nobody, on a machine where the node is
+restarting), and leaves with C{os._exit}: no reactor, log observer or
+C{atexit} handler of the parent's runs in it.
 """
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
 import signal
+import sys
 import traceback
 from typing import Callable, NoReturn
 
@@ -31,6 +35,25 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 _log = Logger()
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _find_prctl() -> Callable[..., int] | None:
+    """
+    Linux's C{prctl}, looked up once in the parent: a child forked from a
+    process with threads must not load anything itself.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+_prctl = _find_prctl()
 
 
 class ChildFailed(Exception):
@@ -55,13 +78,14 @@ def run_in_child(reactor: IReactorThreads, work: Callable[[], bytes]) -> Deferre
         out = os.memfd_create("raft3d-snapshot", os.MFD_CLOEXEC)
     except OSError as e:
         return _in_thread(reactor, work, e)
+    parent = os.getpid()
     try:
         pid = os.fork()
     except OSError as e:
         os.close(out)
         return _in_thread(reactor, work, e)
     if pid == 0:
-        _child(work, out)
+        _child(work, out, parent)
     return deferToThreadPool(reactor, pool, _collect, pid, out)
 
 
@@ -70,9 +94,14 @@ def _in_thread(reactor: IReactorThreads, work: Callable[[], bytes], e: OSError) 
     return deferToThreadPool(reactor, reactor.getThreadPool(), work)
 
 
-def _child(work: Callable[[], bytes], out: int) -> NoReturn:
+def _child(work: Callable[[], bytes], out: int, parent: int) -> NoReturn:
     code = 1
     try:
+        if _prctl is not None:
+            _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:
+            # The node died before the request above took effect.
+            os._exit(1)
         # A collection would touch every object of the parent's state,
         # copying every page of it; this process lives for one call.
         gc.disable()

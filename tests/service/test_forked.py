@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 from typing import Any
 
 from twisted.internet import reactor as _reactor
@@ -141,3 +145,69 @@ class RunInChildTests(TestCase):
         d = gatherResults(ds)
         d.addCallback(lambda got: self.assertEqual(got, [b"%d" % i * 1000 for i in range(4)]))
         return d
+
+
+_ORPHAN_SCRIPT = """
+import os, sys, time
+from twisted.internet import reactor
+from raft3d.service import run_in_child
+
+def work():
+    with open(sys.argv[1] + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+    time.sleep(120)
+    return b""
+
+reactor.callWhenRunning(run_in_child, reactor, work)
+reactor.run()
+"""
+
+
+def _gone(pid: int) -> bool:
+    """
+    Whether process C{pid} has exited (a zombie waiting for its new parent
+    to reap it counts as exited).
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+class OrphanTests(TestCase):
+    """
+    A child whose node dies does not outlive it.
+    """
+
+    def test_dies_with_the_node(self) -> None:
+        """
+        When the node's process is killed (SIGKILL) while its child is
+        encoding, the child is killed too instead of finishing its work
+        for nobody.
+        """
+        if not sys.platform.startswith("linux"):
+            raise self.skipTest("parent death signals are Linux's")
+        pid_file = self.mktemp()
+        node = subprocess.Popen(
+            [sys.executable, "-c", _ORPHAN_SCRIPT, pid_file],
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )
+        self.addCleanup(node.wait)
+        self.addCleanup(lambda: node.poll() is None and node.kill())
+        deadline = time.monotonic() + 60
+        while not os.path.exists(pid_file):
+            self.assertIsNone(node.poll(), "the node exited before its child started")
+            self.assertLess(time.monotonic(), deadline, "the child never started")
+            time.sleep(0.05)
+        with open(pid_file) as f:
+            child = int(f.read())
+        self.addCleanup(lambda: _gone(child) or os.kill(child, signal.SIGKILL))
+        self.assertFalse(_gone(child))
+        node.kill()
+        node.wait()
+        deadline = time.monotonic() + 30
+        while not _gone(child):
+            self.assertLess(time.monotonic(), deadline, "the child outlived its node")
+            time.sleep(0.05)
