@@ -109,7 +109,8 @@ def _child(work: Callable[[], bytes], out: int, parent: int) -> NoReturn:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         os.closerange(3, out)
-        os.closerange(out + 1, os.sysconf("SC_OPEN_MAX"))
+        limit = os.sysconf("SC_OPEN_MAX")
+        os.closerange(out + 1, limit if limit > 0 else 1 << 16)
         _write_all(out, work())
         code = 0
     except BaseException:
