@@ -160,6 +160,12 @@ def read_peer_secret(path: str) -> bytes:
     return data
 
 
+SNAPSHOT_ENCODERS = ("fork", "thread")
+"""
+The values of C{--snapshot-encoder}, the default first.
+"""
+
+
 @attrs.frozen
 class NodeConfig:
     """
@@ -186,7 +192,7 @@ class NodeConfig:
     raft_limits: ConnectionLimits = DEFAULT_RAFT_LIMITS
     handshake_timeout: float = 5.0
     peer_secret_file: str | None = None
-    snapshot_encoder: str = "fork"
+    snapshot_encoder: str = SNAPSHOT_ENCODERS[0]
 
     @property
     def member(self) -> Member:
@@ -232,12 +238,6 @@ def _seconds(name: str) -> Any:
 
 
 _HTTP = HTTPLimits()
-
-
-SNAPSHOT_ENCODERS = ("fork", "thread")
-"""
-The values of C{--snapshot-encoder}, the default first.
-"""
 
 
 def _snapshot_runner(
@@ -439,7 +439,7 @@ class Options(usage.Options):
         [
             "snapshot-encoder",
             None,
-            "fork",
+            SNAPSHOT_ENCODERS[0],
             "Where snapshots are encoded: 'fork' (a child process, on another core and"
             " off the reactor's interpreter lock; it briefly needs memory for the pages"
             " it copies) or 'thread' (a thread of this process).",
