@@ -37,7 +37,6 @@ from treq.client import HTTPClient as TreqClient
 from twisted.application.internet import TCPServer
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import (
     FilteringLogObserver,
     Logger,
@@ -68,6 +67,7 @@ from raft3d.service import (
     check_node_id,
     parse_peers,
     run_in_child,
+    run_in_pool,
     split_own,
 )
 from raft3d.storage import DiskStorage
@@ -249,7 +249,7 @@ def _snapshot_runner(
     """
     if encoder == "fork":
         return lambda work: run_in_child(reactor, work)
-    return lambda work: deferToThreadPool(reactor, reactor.getThreadPool(), work)
+    return lambda work: run_in_pool(reactor, work)
 
 
 SNAPSHOT_STAGGER = 0.5

@@ -8,7 +8,7 @@ L{raft3d.tap.makeService}.  Nothing here touches the global reactor.
 from ._bootstrap import BootstrapDiscovery
 from ._channel import GuardedHTTPChannel
 from ._exit import EXIT_CANNOT_START, EXIT_FATAL, FatalExit
-from ._forked import ChildFailed, run_in_child
+from ._forked import ChildFailed, run_in_child, run_in_pool
 from ._http import NOT_STARTED_MESSAGE, APISite, ClientPoolService, HTTPLimits, StartupGate
 from ._peers import (
     BadAddress,
@@ -44,6 +44,7 @@ __all__ = [
     "new_cluster_id",
     "parse_peers",
     "run_in_child",
+    "run_in_pool",
     "same_address",
     "split_own",
 ]

@@ -27,7 +27,8 @@ import os
 import signal
 import sys
 import traceback
-from typing import Callable, NoReturn
+from functools import partial
+from typing import Callable, NoReturn, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorThreads
@@ -35,6 +36,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 _log = Logger()
+_T = TypeVar("_T")
 
 _PR_SET_PDEATHSIG = 1
 
@@ -73,7 +75,6 @@ def run_in_child(reactor: IReactorThreads, work: Callable[[], bytes]) -> Deferre
     @raise ChildFailed: (errback) if C{work} raised in the child or the
         child was killed.
     """
-    pool = reactor.getThreadPool()
     try:
         out = os.memfd_create("raft3d-snapshot", os.MFD_CLOEXEC)
     except OSError as e:
@@ -86,12 +87,19 @@ def run_in_child(reactor: IReactorThreads, work: Callable[[], bytes]) -> Deferre
         return _in_thread(reactor, work, e)
     if pid == 0:
         _child(work, out, parent)
-    return deferToThreadPool(reactor, pool, _collect, pid, out)
+    return run_in_pool(reactor, partial(_collect, pid, out))
+
+
+def run_in_pool(reactor: IReactorThreads, work: Callable[[], _T]) -> Deferred[_T]:
+    """
+    Call C{work} in a thread of the reactor's pool.
+    """
+    return deferToThreadPool(reactor, reactor.getThreadPool(), work)
 
 
 def _in_thread(reactor: IReactorThreads, work: Callable[[], bytes], e: OSError) -> Deferred[bytes]:
     _log.warn("cannot fork to encode a snapshot ({error}); encoding in a thread", error=e)
-    return deferToThreadPool(reactor, reactor.getThreadPool(), work)
+    return run_in_pool(reactor, work)
 
 
 def _child(work: Callable[[], bytes], out: int, parent: int) -> NoReturn:
