@@ -70,7 +70,7 @@ from raft3d.service import (
     run_in_pool,
     split_own,
 )
-from raft3d.storage import DiskStorage
+from raft3d.storage import DEFAULT_PREALLOCATE, DiskStorage
 from raft3d.transport import (
     DEFAULT_MAX_FRAME,
     DEFAULT_RAFT_LIMITS,
@@ -193,6 +193,7 @@ class NodeConfig:
     handshake_timeout: float = 5.0
     peer_secret_file: str | None = None
     snapshot_encoder: str = SNAPSHOT_ENCODERS[0]
+    log_preallocate: int = DEFAULT_PREALLOCATE
 
     @property
     def member(self) -> Member:
@@ -445,6 +446,15 @@ class Options(usage.Options):
             " it copies) or 'thread' (a thread of this process).",
             _choice("--snapshot-encoder", SNAPSHOT_ENCODERS),
         ],
+        [
+            "log-preallocate",
+            None,
+            DEFAULT_PREALLOCATE,
+            "Grow log segments by this many bytes of zeros at a time (an fdatasync that"
+            " need not change the file's size is faster); 0 to grow them record by record"
+            " (say, on a copy-on-write file system, where it gains nothing).",
+            _positive("--log-preallocate", 0),
+        ],
     ]
 
     config: NodeConfig
@@ -544,6 +554,7 @@ class Options(usage.Options):
             handshake_timeout=self["raft-handshake-timeout"],
             peer_secret_file=peer_secret_file,
             snapshot_encoder=self["snapshot-encoder"],
+            log_preallocate=self["log-preallocate"],
         )
 
 
@@ -602,7 +613,9 @@ def build(config: NodeConfig, reactor: Any) -> MultiService:
             "Peer connections authenticate with the shared secret in {path}",
             path=config.peer_secret_file,
         )
-    storage = LoadOnceStorage(DiskStorage(config.raft_dir, reactor=reactor))
+    storage = LoadOnceStorage(
+        DiskStorage(config.raft_dir, reactor=reactor, preallocate=config.log_preallocate)
+    )
     farm = FarmState()
     node: RaftNode | None = None
 

@@ -158,6 +158,7 @@ class OptionsTests(SynchronousTestCase):
             (["--max-frame", "1000"], "at least 65536"),
             (["--cluster-id", "x" * 300], "at most 256"),
             (["--snapshot-encoder", "gpu"], "one of fork, thread, not 'gpu'"),
+            (["--log-preallocate", "-1"], "at least 0"),
         ):
             e = self.assertRaises(UsageError, parse, [*SEED_NODE1, *extra])
             self.assertIn(fragment, str(e))
@@ -187,6 +188,8 @@ class OptionsTests(SynchronousTestCase):
                 "--verbose",
                 "--snapshot-encoder",
                 "thread",
+                "--log-preallocate",
+                "0",
             ]
         ).config
         settings = config.settings
@@ -198,6 +201,8 @@ class OptionsTests(SynchronousTestCase):
         self.assertTrue(config.verbose)
         self.assertEqual(config.snapshot_encoder, "thread")
         self.assertEqual(parse(SEED_NODE1).config.snapshot_encoder, "fork")
+        self.assertEqual(config.log_preallocate, 0)
+        self.assertEqual(parse(SEED_NODE1).config.log_preallocate, 1024 * 1024)
 
     def test_warnings(self) -> None:
         """

@@ -107,10 +107,17 @@ class IRaftStorage(Interface):
         Durably record the node and cluster identity (metadata file).
         """
 
-    def save(batch: PersistBatch) -> Deferred[None]:
+    def save(batch: PersistBatch, blocking: bool = False) -> Deferred[None]:
         """
         Durably apply C{batch}.  An empty batch does no I/O but still fires
         only after every earlier call has completed.
+
+        @param blocking: the caller has nothing to do until the batch is
+            durable (a follower, whose answer to the leader waits for it).
+            The storage may then write it on the calling thread and return
+            a Deferred that has already fired, when no earlier write is
+            still in progress and recent writes were quick; or ignore the
+            hint.
         """
 
     def save_snapshot(meta: SnapshotMeta, data: bytes) -> Deferred[None]:

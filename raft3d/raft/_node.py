@@ -114,6 +114,10 @@ class NodeSettings:
         C{AppendEntries} that tells a follower its commit index moved, so
         that the next batch carries it instead (see L{CommitNotices}).  0
         sends each at once.
+    @ivar blocking_follower_writes: a follower asks its storage to write
+        on the reactor thread when it can (L{IRaftStorage.save}'s
+        C{blocking}): its answer to the leader waits for the write anyway,
+        and every write of the leader's next commit waits for that answer.
     """
 
     tick_interval: float = 0.05
@@ -138,6 +142,7 @@ class NodeSettings:
     forward_timeout: float = 3.0
     forward_batch: int = 256
     commit_notice_delay: float = 0.0
+    blocking_follower_writes: bool = True
 
     def core_settings(self) -> CoreSettings:
         return CoreSettings(
@@ -879,7 +884,10 @@ class RaftNode:
                 # same entries straight back).
                 self._persist_skipped = True
             else:
-                saving = self._storage.save(PersistBatch(ready.hard_state, ready.entries))
+                saving = self._storage.save(
+                    PersistBatch(ready.hard_state, ready.entries),
+                    not leading and self.settings.blocking_follower_writes,
+                )
                 saving.addCallback(self._persisted, ready)
                 saving.addErrback(self._persist_failed, ready)
         if ready.committed:

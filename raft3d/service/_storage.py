@@ -71,8 +71,8 @@ class LoadOnceStorage:
     def set_identity(self, identity: NodeIdentity) -> Deferred[None]:
         return self._storage.set_identity(identity)
 
-    def save(self, batch: PersistBatch) -> Deferred[None]:
-        return self._storage.save(batch)
+    def save(self, batch: PersistBatch, blocking: bool = False) -> Deferred[None]:
+        return self._storage.save(batch, blocking)
 
     def save_snapshot(self, meta: SnapshotMeta, data: bytes) -> Deferred[None]:
         return self._storage.save_snapshot(meta, data)

@@ -7,7 +7,7 @@ latency and power loss, for deterministic simulation of a whole cluster.
 Both provide L{raft3d.raft.IRaftStorage}.
 """
 
-from ._disk import DiskStorage
+from ._disk import DEFAULT_PREALLOCATE, DiskStorage
 from ._memory import MemoryStorage
 
-__all__ = ["DiskStorage", "MemoryStorage"]
+__all__ = ["DEFAULT_PREALLOCATE", "DiskStorage", "MemoryStorage"]

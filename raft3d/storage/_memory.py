@@ -87,6 +87,13 @@ def _failure_of(error: BaseException) -> Failure:
     return Failure(error)  # type: ignore[no-untyped-call]
 
 
+def _fire(d: Deferred[None], failure: Failure | None) -> None:
+    if failure is None:
+        d.callback(None)
+    else:
+        d.errback(failure)
+
+
 def _set_identity(identity: NodeIdentity) -> _Apply:
     def apply(state: _Durable) -> None:
         state.identity = identity
@@ -142,6 +149,10 @@ class MemoryStorage:
     @param clock: schedules the simulated fsyncs.
     @param rng: draws latencies and crash outcomes; seed it for replay.
     @param fsync_delay: the bounds, in seconds, of a simulated fsync.
+    @param blocking_writes: the chance that a blocking L{save}, made while
+        no write is pending, is written at once and fires before C{save}
+        returns, as L{DiskStorage<raft3d.storage.DiskStorage>} may do;
+        otherwise it waits for a simulated fsync like any other write.
     """
 
     def __init__(
@@ -150,11 +161,13 @@ class MemoryStorage:
         rng: random.Random,
         fsync_delay: tuple[float, float] = (0.001, 0.01),
         *,
+        blocking_writes: float = 0.0,
         _durable: _Durable | None = None,
     ) -> None:
         self._clock = clock
         self._rng = rng
         self._fsync_delay = fsync_delay
+        self._blocking_writes = blocking_writes
         self._durable = _durable if _durable is not None else _Durable()
         self._queue: list[_Op] = []
         self._inflight: list[_Op] | None = None
@@ -205,7 +218,11 @@ class MemoryStorage:
         self._queue = []
         self._crashed = True
         return MemoryStorage(
-            self._clock, self._rng, self._fsync_delay, _durable=self._durable.copy()
+            self._clock,
+            self._rng,
+            self._fsync_delay,
+            blocking_writes=self._blocking_writes,
+            _durable=self._durable.copy(),
         )
 
     def load(self) -> LoadedState:
@@ -238,8 +255,16 @@ class MemoryStorage:
     def set_identity(self, identity: NodeIdentity) -> Deferred[None]:
         return self._enqueue(_set_identity(identity), writes=True)
 
-    def save(self, batch: PersistBatch) -> Deferred[None]:
+    def save(self, batch: PersistBatch, blocking: bool = False) -> Deferred[None]:
         writes = batch.hard_state is not None or bool(batch.entries)
+        if (
+            blocking
+            and self._blocking_writes
+            and self._inflight is None
+            and not self._queue
+            and self._rng.random() < self._blocking_writes
+        ):
+            return self._enqueue(_save(batch), writes=writes, now=True)
         return self._enqueue(_save(batch), writes=writes)
 
     def save_snapshot(self, meta: SnapshotMeta, data: bytes) -> Deferred[None]:
@@ -273,7 +298,7 @@ class MemoryStorage:
         for waiter in waiters:
             waiter.callback(None)
 
-    def _enqueue(self, apply: _Apply, writes: bool) -> Deferred[None]:
+    def _enqueue(self, apply: _Apply, writes: bool, now: bool = False) -> Deferred[None]:
         if self._crashed:
             return Deferred()
         if self._closed:
@@ -282,7 +307,9 @@ class MemoryStorage:
         if faulty:
             self._faults -= 1
         op = _Op(apply, Deferred(), faulty)
-        if (
+        if now:
+            _fire(op.deferred, self._apply(op))
+        elif (
             self._inflight is not None
             and not self._completing
             and self._clock.seconds() == self._started
@@ -321,10 +348,7 @@ class MemoryStorage:
         self._completing = True
         try:
             for d, failure in results:
-                if failure is None:
-                    d.callback(None)
-                else:
-                    d.errback(failure)
+                _fire(d, failure)
         finally:
             self._completing = False
             self._inflight = None

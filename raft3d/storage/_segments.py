@@ -13,7 +13,11 @@ version) followed by records.  A record is::
     payload          the entry's data
 
 The checksum covers the index, term and type as well as the payload, so a
-record that passes it is exactly what was written.  Both the disk storage and
+record that passes it is exactly what was written.  Segments are extended
+with zero bytes ahead of their records (preallocation: an C{fdatasync} that
+need not change the file's size is cheaper, see C{docs/storage.md}); a record
+never starts with a zero length, so zeros up to the end of the buffer are
+where the records end, not damage.  Both the disk storage and
 the tests build on these functions; the file handling lives in L{_disk}.
 
 Scanning stops at the first damaged record and reports where it is.  Whether
@@ -70,7 +74,7 @@ class ScanResult:
     @ivar end: the offset just past the last intact record; everything
         before it is good.
     @ivar damage: the damage found at C{end}, or L{None} if the buffer ends
-        cleanly there.
+        cleanly there (or only zeros follow).
     """
 
     entries: list[Entry]
@@ -155,7 +159,8 @@ def encode_records(entries: Sequence[Entry], base_offset: int) -> tuple[bytes, l
 
 def scan_records(buf: bytes, first_index: int, start: int = HEADER_SIZE) -> ScanResult:
     """
-    Decode records from C{buf[start:]} until the end or the first damage.
+    Decode records from C{buf[start:]} until the end, the zero fill or the
+    first damage.
 
     @param first_index: the index the first record must have; each later
         record must have the next one.
@@ -172,11 +177,13 @@ def scan_records(buf: bytes, first_index: int, start: int = HEADER_SIZE) -> Scan
     damage: FormatError | None = None
     while pos < n:
         if n - pos < RECORD_OVERHEAD:
-            damage = FormatError(pos, f"record header truncated ({n - pos} bytes left)")
+            if not is_zero_fill(buf, pos):
+                damage = FormatError(pos, f"record header truncated ({n - pos} bytes left)")
             break
         length, crc, index, term, etype = unpack(buf, pos)
         if length < _MIN_LENGTH:
-            damage = FormatError(pos, f"impossible record length {length}")
+            if length or not is_zero_fill(buf, pos):
+                damage = FormatError(pos, f"impossible record length {length}")
             break
         end = pos + 4 + length
         if end > n:
@@ -197,6 +204,13 @@ def scan_records(buf: bytes, first_index: int, start: int = HEADER_SIZE) -> Scan
         pos = end
         expected += 1
     return ScanResult(entries, offsets, pos, damage)
+
+
+def is_zero_fill(buf: bytes, offset: int) -> bool:
+    """
+    Whether every byte of C{buf} from C{offset} on is zero.
+    """
+    return buf.count(0, offset) == len(buf) - offset
 
 
 def _common_prefix(a: bytes, b: bytes) -> bytes:

@@ -144,6 +144,10 @@ def sim_settings(**overrides: Any) -> NodeSettings:
 class SimCluster:
     """
     A cluster of L{RaftNode}s driven by one seed.
+
+    @param blocking_writes: the chance that a follower's write is completed
+        at once (see L{MemoryStorage}), so that both ways a save can end
+        are explored.
     """
 
     def __init__(
@@ -153,6 +157,7 @@ class SimCluster:
         *,
         settings: NodeSettings | None = None,
         fsync_delay: tuple[float, float] = (0.0005, 0.004),
+        blocking_writes: float = 0.5,
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
@@ -161,6 +166,7 @@ class SimCluster:
         self.invariants = Invariants()
         self.settings = settings or sim_settings()
         self._fsync_delay = fsync_delay
+        self._blocking_writes = blocking_writes
         self.nodes: dict[str, SimNode] = {}
         self._clients = 0
         self.configuration = Configuration(
@@ -173,7 +179,10 @@ class SimCluster:
 
     def _new_storage(self) -> MemoryStorage:
         return MemoryStorage(
-            self.clock, random.Random(self.rng.getrandbits(64)), fsync_delay=self._fsync_delay
+            self.clock,
+            random.Random(self.rng.getrandbits(64)),
+            fsync_delay=self._fsync_delay,
+            blocking_writes=self._blocking_writes,
         )
 
     # -- life cycle ---------------------------------------------------------------

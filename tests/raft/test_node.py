@@ -158,9 +158,9 @@ class SingleNodeTests(SynchronousTestCase):
         saves: list[float] = []
         original_save = self.storage.save
 
-        def save(batch: PersistBatch) -> Any:
+        def save(batch: PersistBatch, blocking: bool = False) -> Any:
             saves.append(self.clock.seconds())
-            return original_save(batch)
+            return original_save(batch, blocking)
 
         self.storage.save = save  # type: ignore[method-assign]
         d = self.node.propose("after-full-disk", ("c", 1))
@@ -290,9 +290,9 @@ class BatchingTests(SynchronousTestCase):
         saves: list[PersistBatch] = []
         original_save = storage.save
 
-        def save(batch: PersistBatch) -> Any:
+        def save(batch: PersistBatch, blocking: bool = False) -> Any:
             saves.append(batch)
-            return original_save(batch)
+            return original_save(batch, blocking)
 
         storage.save = save  # type: ignore[method-assign]
         appends: list[AppendEntries] = []
@@ -311,6 +311,44 @@ class BatchingTests(SynchronousTestCase):
         cluster.advance(0.5)
         for d in ds:
             self.successResultOf(d)
+
+    def test_blocking_follower_writes(self) -> None:
+        """
+        Followers ask their storage for blocking writes, the leader never
+        does; with C{blocking_follower_writes} off nobody does.  Either way
+        every proposal commits.
+        """
+        for enabled in (True, False):
+            cluster = SimCluster(
+                seed=11, size=3, settings=sim_settings(blocking_follower_writes=enabled)
+            )
+            leader = cluster.wait_for_leader()
+            cluster.advance(1.0)
+            asked: dict[str, list[bool]] = {}
+            for node_id, sim in cluster.nodes.items():
+                original = sim.storage.save
+
+                def save(
+                    batch: PersistBatch,
+                    blocking: bool = False,
+                    node_id: str = node_id,
+                    original: Any = original,
+                    asked: dict[str, list[bool]] = asked,
+                ) -> Any:
+                    if batch.entries:
+                        asked.setdefault(node_id, []).append(blocking)
+                    return original(batch, blocking)
+
+                sim.storage.save = save  # type: ignore[method-assign]
+            ds = [leader.propose(i) for i in range(5)]
+            cluster.advance(0.5)
+            for d in ds:
+                self.successResultOf(d)
+            followers = sorted(n for n in cluster.nodes if n != leader.node_id)
+            self.assertEqual(set(asked), {leader.node_id, *followers})
+            self.assertEqual(set(asked[leader.node_id]), {False})
+            for node_id in followers:
+                self.assertEqual(set(asked[node_id]), {enabled}, node_id)
 
     def test_answer_before_commit_notice(self) -> None:
         """
@@ -731,7 +769,12 @@ class RelayTests(SynchronousTestCase):
         follower = _follower(cluster, leader)
         cluster.nodes[leader.node_id].storage.fail_next_writes(10**6)
         leader.propose("trigger").addErrback(lambda f: None)
-        cluster.advance(0.05)
+        # Relay as soon as the leader knows, well before its next tick
+        # hands leadership over (after which the outcome would be unknown).
+        for _ in range(50):
+            if leader.disk_failing:
+                break
+            cluster.clock.advance(0.001)
         self.assertTrue(leader.disk_failing)
         d = follower.propose("refused")
         self.assertRaises(LeaderDiskFull, cluster.result_of, d, 1.0)

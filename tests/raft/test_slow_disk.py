@@ -47,7 +47,9 @@ class SlowDiskCluster(SimCluster):
     def __init__(self, seed: int, slow: frozenset[str]) -> None:
         self.slow = slow
         self._given: set[str] = set()
-        super().__init__(seed, 3, fsync_delay=FAST)
+        # Blocking writes complete in no simulated time: they would hide
+        # the slow disk this cluster is about.
+        super().__init__(seed, 3, fsync_delay=FAST, blocking_writes=0.0)
 
     def start(self, node_id: str, bootstrap: Configuration | None = None) -> RaftNode:
         if node_id in self.slow and node_id not in self._given:

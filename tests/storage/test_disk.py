@@ -44,6 +44,8 @@ from ._support import capture_log, entries, listdir, meta, read, skip_syncs, tem
 
 SIZE = 8
 RECORD = RECORD_OVERHEAD + SIZE
+STEP = 4 * RECORD
+"""A preallocation step that a few records fill."""
 
 
 def batch(first: int, last: int, term: int = 1) -> PersistBatch:
@@ -65,7 +67,13 @@ def record_offset(position: int) -> int:
 class DiskFixture(SynchronousTestCase):
     """
     Opens synchronous storages that are closed after the test.
+
+    @cvar preallocate: the storages' preallocation step; 0 (the file ends
+        where the records do) unless a subclass runs the same tests over
+        preallocated segments.
     """
+
+    preallocate = 0
 
     def setUp(self) -> None:
         self.dir = temp_dir(self)
@@ -75,10 +83,27 @@ class DiskFixture(SynchronousTestCase):
     ) -> tuple[DiskStorage, LoadedState]:
         log, self.events = capture_log()
         store = DiskStorage(
-            directory or self.dir, segment_size=segment_size, log=log, _synchronous=True
+            directory or self.dir,
+            segment_size=segment_size,
+            preallocate=self.preallocate,
+            log=log,
+            _synchronous=True,
         )
         self.addCleanup(store.close)
         return store, store.load()
+
+    def assertRecordsEnd(self, path: str, offset: int) -> None:
+        """
+        The records of the segment at C{path} end at C{offset}: the file
+        ends there, or with preallocation only zeros follow, up to a whole
+        number of steps.
+        """
+        blob = read(path)
+        if not self.preallocate:
+            self.assertEqual(len(blob), offset)
+            return
+        self.assertIn(len(blob), (offset, -(-offset // self.preallocate) * self.preallocate))
+        self.assertEqual(blob[offset:], bytes(len(blob) - offset))
 
     def ok(self, d: Deferred[None]) -> None:
         self.assertIsNone(self.successResultOf(d))
@@ -226,7 +251,7 @@ class TruncationTests(DiskFixture):
         store, _ = self.open()
         self.ok(store.save(batch(1, 10)))
         self.ok(store.save(batch(5, 7, term=2)))
-        self.assertEqual(os.path.getsize(seg(self.dir, 1)), record_offset(7))
+        self.assertRecordsEnd(seg(self.dir, 1), record_offset(7))
         self.ok(store.save(batch(8, 8, term=2)))
         self.ok(store.close())
         _, state = self.open()
@@ -244,7 +269,7 @@ class TruncationTests(DiskFixture):
         self.assertEqual(listdir(self.dir), [segment_name(1), segment_name(4), segment_name(7)])
         self.ok(store.save(batch(3, 3, term=2)))
         self.assertEqual(listdir(self.dir), [segment_name(1), segment_name(3)])
-        self.assertEqual(os.path.getsize(seg(self.dir, 1)), record_offset(2))
+        self.assertRecordsEnd(seg(self.dir, 1), record_offset(2))
         self.ok(store.close())
         _, state = self.open(segment_size=1)
         self.assertEqual(state.entries, batch(1, 2).entries + batch(3, 3, term=2).entries)
@@ -262,27 +287,47 @@ class TruncationTests(DiskFixture):
         self.ok(store.close())
         self.assertEqual(self.open()[1].entries, batch(1, 2).entries + batch(3, 3, 2).entries)
 
+
+_MODEL_OPS = st.lists(
+    st.tuples(
+        st.integers(min_value=0, max_value=6),
+        st.integers(min_value=1, max_value=4),
+        st.booleans(),
+    ),
+    max_size=12,
+)
+
+
+class LogModelTests(DiskFixture):
+    """
+    The log against a plain list.
+    """
+
     @settings(max_examples=40, deadline=None)
-    @given(
-        st.lists(
-            st.tuples(
-                st.integers(min_value=0, max_value=6),
-                st.integers(min_value=1, max_value=4),
-                st.booleans(),
-            ),
-            max_size=12,
-        )
-    )
+    @given(_MODEL_OPS)
     def test_model(self, ops: list[tuple[int, int, bool]]) -> None:
         """
         For any sequence of appends and overwrites, with tiny segments, with
         or without restarts in between, the log read back equals a plain
         list that had the same operations applied.
         """
+        self.check(ops, 0)
+
+    @settings(max_examples=40, deadline=None)
+    @given(_MODEL_OPS)
+    def test_model_preallocated(self, ops: list[tuple[int, int, bool]]) -> None:
+        """
+        The same with preallocated segments.
+        """
+        self.check(ops, STEP)
+
+    def check(self, ops: list[tuple[int, int, bool]], preallocate: int) -> None:
         skip_syncs(self)  # the files, not the platter, are under test here
         directory = tempfile.mkdtemp(prefix="raft3d-model-")
         try:
-            store = DiskStorage(directory, segment_size=40, _synchronous=True)
+            store = DiskStorage(
+                directory, segment_size=40, preallocate=preallocate, _synchronous=True
+            )
             store.load()
             model: list[Entry] = []
             for term, (back, count, restart) in enumerate(ops, start=1):
@@ -292,7 +337,9 @@ class TruncationTests(DiskFixture):
                 model = model[: first - 1] + list(new)
                 if restart:
                     self.ok(store.close())
-                    store = DiskStorage(directory, segment_size=40, _synchronous=True)
+                    store = DiskStorage(
+                        directory, segment_size=40, preallocate=preallocate, _synchronous=True
+                    )
                     self.assertEqual(list(store.load().entries), model)
             self.ok(store.close())
             self.assertEqual(list(DiskStorage(directory, _synchronous=True).load().entries), model)
@@ -314,7 +361,7 @@ class SegmentTests(DiskFixture):
         for i in range(1, 9, 2):
             self.ok(store.save(batch(i, i + 1)))
         self.assertEqual(listdir(self.dir), [segment_name(1), segment_name(5)])
-        self.assertEqual(os.path.getsize(seg(self.dir, 1)), record_offset(4))
+        self.assertRecordsEnd(seg(self.dir, 1), record_offset(4))
         self.ok(store.close())
         self.assertEqual(self.open()[1].entries, batch(1, 8).entries)
 
@@ -432,20 +479,30 @@ class TornTailTests(DiskFixture):
         """
         Cutting the last record at any byte, or zeroing or scrambling it
         from any byte on, loads records 1-4, cuts the file back and warns;
-        appending then works.
+        appending then works.  Zeros from the record's first byte on (its
+        length's first bytes are zeros too) are not damage but the end of
+        the records, as nothing of the record reached preallocated space:
+        no warning then, and the file is left alone.
         """
         path, blob = self.prepare()
-        start = record_offset(4)
-        for cut in range(start, len(blob)):
-            tails = [bytes(len(blob) - cut), bytes(b ^ 0x5A for b in blob[cut:])]
+        start, end = record_offset(4), record_offset(5)
+        self.assertRecordsEnd(path, end)
+        for cut in range(start, end):
+            rest = len(blob) - cut
+            tails = [bytes(rest), bytes(b ^ 0x5A for b in blob[cut:end]) + bytes(len(blob) - end)]
             if cut > start:
                 tails.append(b"")
             for tail in tails:
-                write(path, blob[:cut] + tail)
+                damaged = blob[:cut] + tail
+                write(path, damaged)
                 store, state = self.open()
                 self.assertEqual(state.entries, batch(1, 4).entries, (cut, tail))
-                self.assertEqual(os.path.getsize(path), start)
-                self.assertEqual(len(self.warnings()), 1)
+                clean = not any(damaged[start:])
+                if clean:
+                    self.assertEqual(read(path), damaged)
+                else:
+                    self.assertEqual(os.path.getsize(path), start)
+                self.assertEqual(len(self.warnings()), 0 if clean else 1, (cut, tail))
                 self.ok(store.close())
         store, _ = self.open()
         self.ok(store.save(batch(5, 6)))
@@ -473,7 +530,7 @@ class TornTailTests(DiskFixture):
         self.ok(store.close())
         path = seg(self.dir, 3)
         blob = read(path)
-        for cut in range(len(blob)):
+        for cut in range(record_offset(1)):
             write(path, blob[:cut])
             store, state = self.open(segment_size=1)
             self.assertEqual(state.entries, batch(1, 2).entries)
@@ -527,7 +584,7 @@ class CorruptLogTests(DiskFixture):
         last one.
         """
         path = self.prepare(segment_size=1)
-        write(path, read(path)[:-1])
+        write(path, read(path)[: record_offset(5) - 1])
         e = self.assertRaises(CorruptStorage, self.open)
         self.assertEqual((e.path, e.offset), (path, record_offset(4)))
 
@@ -781,14 +838,13 @@ class WriteErrorTests(DiskFixture):
         """
         store, _ = self.open()
         self.ok(store.save(batch(1, 3)))
-        size = os.path.getsize(seg(self.dir, 1))
         patched = self.patch(os, "pwrite", failing(errno.ENOSPC, after=RECORD + 5))
         self.failureResultOf(store.save(batch(4, 6)), StorageFull)
-        self.assertEqual(os.path.getsize(seg(self.dir, 1)), size)
+        self.assertRecordsEnd(seg(self.dir, 1), record_offset(3))
         patched.restore()
         patched = self.patch(os, "pwrite", failing(errno.EDQUOT))
         self.failureResultOf(store.save(batch(4, 6)), StorageFull)
-        self.assertEqual(os.path.getsize(seg(self.dir, 1)), size)
+        self.assertRecordsEnd(seg(self.dir, 1), record_offset(3))
         patched.restore()
         self.ok(store.save(batch(4, 5)))
         self.ok(store.close())
@@ -882,6 +938,114 @@ class WriteErrorTests(DiskFixture):
         self.ok(store.save(batch(2, 3)))
         self.ok(store.close())
         self.assertEqual(self.open()[1].entries, batch(1, 3).entries)
+
+
+class PreallocationTests(DiskFixture):
+    """
+    Segments extended with zeros ahead of their records.
+    """
+
+    preallocate = STEP
+
+    def test_steps(self) -> None:
+        """
+        A new segment takes one step; the records are written into it, and
+        the batch that outgrows it extends the file by whole steps, with
+        zeros after the records.
+        """
+        store, _ = self.open()
+        path = seg(self.dir, 1)
+        self.ok(store.save(batch(1, 1)))
+        self.assertEqual(os.path.getsize(path), STEP)
+        self.ok(store.save(batch(2, 2)))
+        self.assertEqual(os.path.getsize(path), STEP)
+        self.ok(store.save(batch(3, 9)))
+        self.assertEqual(os.path.getsize(path), 3 * STEP)
+        self.assertRecordsEnd(path, record_offset(9))
+        self.ok(store.close())
+        _, state = self.open()
+        self.assertEqual(state.entries, batch(1, 9).entries)
+        self.assertEqual(self.warnings(), [])
+
+    def test_restart_keeps_space(self) -> None:
+        """
+        After a restart records go on into the space already there, and
+        the file does not grow until it is used up.
+        """
+        store, _ = self.open()
+        self.ok(store.save(batch(1, 1)))
+        self.ok(store.close())
+        store, _ = self.open()
+        self.ok(store.save(batch(2, 2)))
+        path = seg(self.dir, 1)
+        self.assertEqual(os.path.getsize(path), STEP)
+        self.assertRecordsEnd(path, record_offset(2))
+        self.ok(store.close())
+        self.assertEqual(self.open()[1].entries, batch(1, 2).entries)
+
+    def test_earlier_segments_keep_zeros(self) -> None:
+        """
+        Segments before the last keep their zero tails: not damage.
+        """
+        store, _ = self.open(segment_size=1)
+        for i in (1, 3, 5):
+            self.ok(store.save(batch(i, i + 1)))
+        self.ok(store.close())
+        self.assertEqual(os.path.getsize(seg(self.dir, 1)), STEP)
+        _, state = self.open(segment_size=1)
+        self.assertEqual(state.entries, batch(1, 6).entries)
+        self.assertEqual(self.warnings(), [])
+
+    def test_no_stale_records(self) -> None:
+        """
+        An overwrite leaves no trace of the records it replaced after the
+        new end, so a later torn write can never be followed by an old
+        intact record (which recovery would report as corruption).
+        """
+        store, _ = self.open()
+        self.ok(store.save(batch(1, 6)))
+        self.ok(store.save(batch(3, 3, term=2)))
+        path = seg(self.dir, 1)
+        self.assertRecordsEnd(path, record_offset(3))
+        self.ok(store.save(batch(4, 4, term=2)))
+        self.assertRecordsEnd(path, record_offset(4))
+        self.ok(store.close())
+        blob = read(path)
+        write(path, blob[: record_offset(4) - 3] + bytes(len(blob) - record_offset(4) + 3))
+        _, state = self.open()
+        self.assertEqual(state.entries, batch(1, 2).entries + batch(3, 3, term=2).entries)
+        self.assertEqual(len(self.warnings()), 1)
+
+    def test_zero_step(self) -> None:
+        """
+        Without preallocation the file ends where the records do; a
+        negative step is refused.
+        """
+        self.preallocate = 0
+        store, _ = self.open()
+        self.ok(store.save(batch(1, 2)))
+        self.assertEqual(os.path.getsize(seg(self.dir, 1)), record_offset(2))
+        self.assertRaises(ValueError, DiskStorage, self.dir, preallocate=-1, _synchronous=True)
+
+
+class PreallocatedTruncationTests(TruncationTests):
+    preallocate = STEP
+
+
+class PreallocatedSegmentTests(SegmentTests):
+    preallocate = STEP
+
+
+class PreallocatedTornTailTests(TornTailTests):
+    preallocate = STEP
+
+
+class PreallocatedCorruptLogTests(CorruptLogTests):
+    preallocate = STEP
+
+
+class PreallocatedWriteErrorTests(WriteErrorTests):
+    preallocate = STEP
 
 
 class ThreadedDiskStorageTests(TestCase):
@@ -1085,3 +1249,118 @@ class ThreadedDiskStorageTests(TestCase):
         release.set()
         await gatherResults([first, empty])
         self.assertEqual(fired, ["save", "empty"])
+
+
+class BlockingSaveTests(TestCase):
+    """
+    Blocking saves, written on the calling thread when the writer is idle
+    and the disk has been quick.
+    """
+
+    def setUp(self) -> None:
+        self.dir = temp_dir(self)
+        self.now = 0.0
+        self.store = DiskStorage(self.dir, reactor=_reactor, _timer=lambda: self.now)
+        self.store.load()
+        self.addCleanup(self.store.close)
+        self.sync_threads: list[str] = []
+        real = os.fdatasync
+
+        def recording(fd: int) -> None:
+            self.sync_threads.append(threading.current_thread().name)
+            real(fd)
+
+        self.patch(os, "fdatasync", recording)
+
+    def written_here(self) -> bool:
+        return self.sync_threads[-1] == threading.current_thread().name
+
+    async def test_written_at_once(self) -> None:
+        """
+        With the writer idle a blocking save is durable and has fired when
+        C{save} returns, without the writer thread ever starting.
+        """
+        self.ok(self.store.save(batch(1, 2), blocking=True))
+        self.assertTrue(self.written_here())
+        self.ok(self.store.save(PersistBatch(HardState(1, "n1")), blocking=True))
+        self.assertFalse(any("raft3d-storage" in t.name for t in threading.enumerate()))
+        await self.store.close()
+        state = DiskStorage(self.dir, _synchronous=True).load()
+        self.assertEqual(
+            (state.hard_state, state.entries), (HardState(1, "n1"), batch(1, 2).entries)
+        )
+
+    async def test_behind_the_writer(self) -> None:
+        """
+        A blocking save made while the writer is busy waits its turn on the
+        writer, after the saves made before it.
+        """
+        entered = threading.Event()
+        release = threading.Event()
+        self.addCleanup(release.set)
+        real = os.fdatasync
+
+        def slow(fd: int) -> None:
+            entered.set()
+            release.wait(10)
+            real(fd)
+
+        self.patch(os, "fdatasync", slow)
+        fired: list[str] = []
+        first = self.store.save(batch(1, 1)).addCallback(lambda _: fired.append("first"))
+        self.assertTrue(entered.wait(10))
+        second = self.store.save(batch(2, 2), blocking=True)
+        second.addCallback(lambda _: fired.append("blocking"))
+        self.assertNoResult(second)
+        release.set()
+        await gatherResults([first, second])
+        self.assertEqual(fired, ["first", "blocking"])
+
+    async def test_slow_disk(self) -> None:
+        """
+        Once a write took C{blocking_limit} or more, blocking saves go to
+        the writer thread, until a write is quick again.
+        """
+        real = os.fdatasync
+        delays = [0.0]
+
+        def timed(fd: int) -> None:
+            self.sync_threads.append(threading.current_thread().name)
+            self.now += delays.pop(0) if delays else 0.0
+            real(fd)
+
+        self.patch(os, "fdatasync", timed)
+        delays[:] = [_disk.DEFAULT_BLOCKING_LIMIT]
+        self.ok(self.store.save(batch(1, 1), blocking=True))
+        self.assertTrue(self.written_here())
+        d = self.store.save(batch(2, 2), blocking=True)
+        self.assertNoResult(d)
+        await d
+        self.assertFalse(self.written_here())
+        self.ok(self.store.save(batch(3, 3), blocking=True))
+        self.assertTrue(self.written_here())
+
+    async def test_failure_at_once(self) -> None:
+        """
+        A blocking save that fails fails before C{save} returns, leaves the
+        files as they were, and later saves work.
+        """
+        self.ok(self.store.save(batch(1, 1), blocking=True))
+        patched = self.patch(os, "pwrite", failing(errno.ENOSPC))
+        self.failureResultOf(self.store.save(batch(2, 2), blocking=True), StorageFull)
+        patched.restore()
+        self.ok(self.store.save(batch(2, 2), blocking=True))
+        await self.store.close()
+        self.assertEqual(
+            DiskStorage(self.dir, _synchronous=True).load().entries, batch(1, 2).entries
+        )
+
+    async def test_closed(self) -> None:
+        """
+        After L{close} a blocking save is refused like any other.
+        """
+        await self.store.close()
+        self.failureResultOf(self.store.save(batch(1, 1), blocking=True), RuntimeError)
+
+    def ok(self, d: Deferred[None]) -> None:
+        self.assertIsNone(self.successResultOf(d))

@@ -253,6 +253,67 @@ class FaultTests(MemoryFixture):
         self.assertEqual((state.identity, state.entries), (None, entries(1, 2)))
 
 
+class BlockingWriteTests(MemoryFixture):
+    """
+    Blocking saves, completed at once by chance when nothing is pending.
+    """
+
+    def test_at_once(self) -> None:
+        """
+        With C{blocking_writes=1} a blocking save on an idle disk is durable
+        and fired when C{save} returns; a plain one still waits.
+        """
+        store = MemoryStorage(self.clock, random.Random(7), (0.001, 0.01), blocking_writes=1.0)
+        self.assertIsNone(self.successResultOf(store.save(batch(1, 1), blocking=True)))
+        self.assertEqual(store.load().entries, entries(1, 1))
+        plain = store.save(batch(2, 2))
+        self.assertNoResult(plain)
+
+    def test_behind_pending(self) -> None:
+        """
+        A blocking save made while a write is pending waits behind it.
+        """
+        store = MemoryStorage(self.clock, random.Random(7), (0.001, 0.01), blocking_writes=1.0)
+        first = store.save(batch(1, 1))
+        second = store.save(batch(2, 2), blocking=True)
+        self.assertNoResult(second)
+        self.clock.advance(0.01)
+        self.clock.advance(0.01)
+        self.successResultOf(first)
+        self.successResultOf(second)
+
+    def test_chance(self) -> None:
+        """
+        The chance is drawn from the seeded generator: both outcomes occur,
+        the same ones for the same seed; by default never at once.
+        """
+
+        def outcomes(seed: int, chance: float) -> list[bool]:
+            clock = Clock()
+            store = MemoryStorage(clock, random.Random(seed), (0.001, 0.01), blocking_writes=chance)
+            seen = []
+            for i in range(1, 41):
+                d = store.save(batch(i, i), blocking=True)
+                seen.append(d.called)
+                clock.advance(0.01)
+            return seen
+
+        self.assertEqual(set(outcomes(3, 0.5)), {True, False})
+        self.assertEqual(outcomes(3, 0.5), outcomes(3, 0.5))
+        self.assertEqual(set(outcomes(3, 0.0)), {False})
+
+    def test_fault_and_crash(self) -> None:
+        """
+        An injected fault fails a blocking save at once; the storage a
+        crash returns completes blocking saves at once too.
+        """
+        store = MemoryStorage(self.clock, random.Random(7), (0.001, 0.01), blocking_writes=1.0)
+        store.fail_next_writes(1)
+        self.failureResultOf(store.save(batch(1, 1), blocking=True), StorageFull)
+        restarted = store.crash()
+        self.successResultOf(restarted.save(batch(1, 1), blocking=True))
+
+
 class CrashTests(MemoryFixture):
     """
     Power loss.

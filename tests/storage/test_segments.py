@@ -198,6 +198,25 @@ class ScanDamageTests(SynchronousTestCase):
         buf[self.offsets[1] + RECORD_OVERHEAD] ^= 0x40
         self.assertDamage(bytes(buf), self.offsets[1], ValueError, 1)
 
+    def test_zero_fill(self) -> None:
+        """
+        Zeros after the last record, however many (fewer than a record
+        header too), are where the records end, not damage.
+        """
+        for zeros in (1, RECORD_OVERHEAD - 1, RECORD_OVERHEAD, 4096):
+            result = scan_records(self.buf + bytes(zeros), 1)
+            self.assertEqual((len(result.entries), result.end), (3, len(self.buf)), zeros)
+            self.assertIsNone(result.damage)
+
+    def test_zeros_then_data(self) -> None:
+        """
+        Zeros followed by anything else are damage where the zeros start:
+        a record whose first sectors never reached the disk.
+        """
+        for zeros in (4, RECORD_OVERHEAD - 1, 300):
+            buf = self.buf[: self.offsets[2]] + bytes(zeros) + b"\x01"
+            self.assertDamage(buf, self.offsets[2], ValueError, 2)
+
     def test_wrong_index(self) -> None:
         """
         An intact record with the wrong index is a L{BadRecord}.
