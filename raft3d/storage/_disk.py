@@ -578,6 +578,9 @@ class DiskStorage:
         save = _Save(batch, Deferred())
         try:
             results = self._run_saves([save])
+        except Exception as e:
+            # As on the writer thread: a bug fails this save, not the caller.
+            results = [(save.deferred, self._failure(e))]
         finally:
             with self._lock:
                 self._draining = False

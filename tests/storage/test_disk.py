@@ -1355,6 +1355,18 @@ class BlockingSaveTests(TestCase):
             DiskStorage(self.dir, _synchronous=True).load().entries, batch(1, 2).entries
         )
 
+    def test_bug(self) -> None:
+        """
+        An unexpected exception in a blocking save fails that save only,
+        before C{save} returns, and later blocking saves are still written
+        at once.
+        """
+        junk = PersistBatch(entries=("junk",))  # type: ignore[arg-type]
+        self.failureResultOf(self.store.save(junk, blocking=True), TypeError)
+        self.flushLoggedErrors(TypeError)
+        self.ok(self.store.save(batch(1, 1), blocking=True))
+        self.assertTrue(self.written_here())
+
     async def test_closed(self) -> None:
         """
         After L{close} a blocking save is refused like any other.
