@@ -1048,6 +1048,25 @@ class PreallocatedWriteErrorTests(WriteErrorTests):
     preallocate = STEP
 
 
+def stall_syncs(case: TestCase) -> tuple[threading.Event, threading.Event]:
+    """
+    Make every C{fdatasync} wait until the second event is set (at the end
+    of the test at the latest); the first is set when one gets there.
+    """
+    entered = threading.Event()
+    release = threading.Event()
+    real = os.fdatasync
+
+    def slow(fd: int) -> None:
+        entered.set()
+        release.wait(10)
+        real(fd)
+
+    case.patch(os, "fdatasync", slow)
+    case.addCleanup(release.set)
+    return entered, release
+
+
 class ThreadedDiskStorageTests(TestCase):
     """
     The real writer thread under the real reactor.
@@ -1230,17 +1249,7 @@ class ThreadedDiskStorageTests(TestCase):
         An empty save made while the writer is busy fires after the saves
         made before it.
         """
-        entered = threading.Event()
-        release = threading.Event()
-        real = os.fdatasync
-
-        def slow(fd: int) -> None:
-            entered.set()
-            release.wait(10)
-            real(fd)
-
-        self.patch(os, "fdatasync", slow)
-        self.addCleanup(release.set)
+        entered, release = stall_syncs(self)
         fired: list[str] = []
         first = self.store.save(batch(1, 1)).addCallback(lambda _: fired.append("save"))
         self.assertTrue(entered.wait(10))
@@ -1295,17 +1304,7 @@ class BlockingSaveTests(TestCase):
         A blocking save made while the writer is busy waits its turn on the
         writer, after the saves made before it.
         """
-        entered = threading.Event()
-        release = threading.Event()
-        self.addCleanup(release.set)
-        real = os.fdatasync
-
-        def slow(fd: int) -> None:
-            entered.set()
-            release.wait(10)
-            real(fd)
-
-        self.patch(os, "fdatasync", slow)
+        entered, release = stall_syncs(self)
         fired: list[str] = []
         first = self.store.save(batch(1, 1)).addCallback(lambda _: fired.append("first"))
         self.assertTrue(entered.wait(10))
