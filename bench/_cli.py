@@ -49,8 +49,8 @@ from ._procs import Interrupted, Supervisor, install_signal_handlers
 from ._profile import run_profile
 from ._report import chart, markdown
 from ._scale import ScaleRun
-from ._stats import latency_summary, split_connections
-from ._wrk import Runner, Target, WrkFailed
+from ._stats import latency_summary
+from ._wrk import Runner, Target, WrkFailed, row_targets
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(BENCH_DIR)
@@ -512,16 +512,12 @@ class Bench:
                 f" to {cluster.members[now].name} before the {mode} c={conns} row"
             )
             leader = now
-        if mode == "leader":
-            targets = [Target(cluster.http_addrs[leader], conns)]
-        else:
-            split = split_connections(conns, len(cluster.members))
-            if not split:
-                row["skipped"] = (
-                    f"{conns} connection(s) cannot be spread over {len(cluster.members)} members"
-                )
-                return leader
-            targets = [Target(a, n) for a, n in zip(cluster.http_addrs, split, strict=True)]
+        targets = row_targets(cluster.http_addrs, leader, mode, conns)
+        if targets is None:
+            row["skipped"] = (
+                f"{conns} connection(s) cannot be spread over {len(cluster.members)} members"
+            )
+            return leader
         try:
             self._run_row(
                 row,

@@ -17,7 +17,7 @@ import attrs
 
 from ._net import check_loopback
 from ._procs import Child, Supervisor
-from ._stats import NoResult, WrkResult, merge, parse_wrk_output
+from ._stats import NoResult, WrkResult, merge, parse_wrk_output, split_connections
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lua", "workload.lua")
 
@@ -41,6 +41,22 @@ class Target:
 
     addr: str
     connections: int
+
+
+def row_targets(
+    http_addrs: Sequence[str], leader: int, mode: str, connections: int
+) -> list[Target] | None:
+    """
+    The wrk processes of one row: all C{connections} on the leader, or
+    (C{mode} "spread") split over the members; L{None} when there are
+    fewer connections than members to spread them over.
+    """
+    if mode == "leader":
+        return [Target(http_addrs[leader], connections)]
+    split = split_connections(connections, len(http_addrs))
+    if not split:
+        return None
+    return [Target(a, n) for a, n in zip(http_addrs, split, strict=True)]
 
 
 def wrk_argv(

@@ -30,7 +30,7 @@ import attrs
 from ._clusters import Raft3DCluster
 from ._procs import Supervisor, install_signal_handlers
 from ._stats import split_connections
-from ._wrk import Runner, Target
+from ._wrk import Runner, Target, row_targets
 
 
 @attrs.frozen
@@ -126,14 +126,10 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, list[
             for round_number in range(args.rounds):
                 for name in rotation(names, round_number):
                     cluster = clusters[name]
-                    leader = cluster.wait_ready()
-                    if args.mode == "leader":
-                        targets = [Target(cluster.http_addrs[leader], args.connections)]
-                    else:
-                        split = split_connections(args.connections, len(cluster.members))
-                        targets = [
-                            Target(a, n) for a, n in zip(cluster.http_addrs, split, strict=True)
-                        ]
+                    targets = row_targets(
+                        cluster.http_addrs, cluster.wait_ready(), args.mode, args.connections
+                    )
+                    assert targets is not None  # parse_args refused such a spread
                     result, _ = runner.run(
                         targets,
                         system="raft3d",

@@ -8,7 +8,7 @@ import os
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from bench._wrk import SCRIPT, Target, wrk_argv
+from bench._wrk import SCRIPT, Target, row_targets, wrk_argv
 
 
 class ArgvTests(SynchronousTestCase):
@@ -77,3 +77,19 @@ class ArgvTests(SynchronousTestCase):
         The Lua script ships next to the module.
         """
         self.assertTrue(os.path.isfile(SCRIPT))
+
+
+class RowTargetsTests(SynchronousTestCase):
+    def test_modes(self) -> None:
+        """
+        A leader row puts every connection on the leader; a spread row
+        splits them over the members, or cannot be run with fewer
+        connections than members.
+        """
+        addrs = ["a:1", "b:2", "c:3"]
+        self.assertEqual(row_targets(addrs, 1, "leader", 16), [Target("b:2", 16)])
+        self.assertEqual(
+            row_targets(addrs, 1, "spread", 16),
+            [Target("a:1", 6), Target("b:2", 5), Target("c:3", 5)],
+        )
+        self.assertIsNone(row_targets(addrs, 0, "spread", 1))
