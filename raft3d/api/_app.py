@@ -309,13 +309,6 @@ class FarmAPI:
             ),
         )
 
-    def _applied_index(self) -> int:
-        """
-        The version of the state reads see: it moves with every entry the
-        node applies (and with a snapshot it installs).
-        """
-        return int(self._node.applied_index)
-
     def resource(self, fast: bool = True) -> FastKleinResource:
         """
         The C{twisted.web} resource serving this API (give the C{Site}
@@ -350,12 +343,12 @@ class FarmAPI:
         def answer() -> bytes:
             return _page(request, params, "printer", self._farm.printers(after, limit))
 
-        return self._read(request, params, answer)
+        return self._read(request, params, answer, "printer")
 
     @app.route(f"{API_PREFIX}/printers/<string:printer_id>", methods=["GET"])
     def get_printer(self, request: HTTPRequest, printer_id: str) -> Answer:
         return self._get_one(
-            request, self._farm.get_printer, printer_id, "printer_not_found", "printer"
+            request, "printer", self._farm.get_printer, printer_id, "printer_not_found", "printer"
         )
 
     # -- filaments ------------------------------------------------------------
@@ -394,12 +387,17 @@ class FarmAPI:
         def answer() -> bytes:
             return _page(request, params, "filament", self._farm.filaments(after, limit))
 
-        return self._read(request, params, answer)
+        return self._read(request, params, answer, "filament")
 
     @app.route(f"{API_PREFIX}/filaments/<string:filament_id>", methods=["GET"])
     def get_filament(self, request: HTTPRequest, filament_id: str) -> Answer:
         return self._get_one(
-            request, self._farm.get_filament, filament_id, "filament_not_found", "filament"
+            request,
+            "filament",
+            self._farm.get_filament,
+            filament_id,
+            "filament_not_found",
+            "filament",
         )
 
     # -- print jobs -----------------------------------------------------------
@@ -438,11 +436,13 @@ class FarmAPI:
             )
             return _page(request, params, "print_job", page)
 
-        return self._read(request, params, answer)
+        return self._read(request, params, answer, "print_job")
 
     @app.route(f"{API_PREFIX}/print_jobs/<string:job_id>", methods=["GET"])
     def get_print_job(self, request: HTTPRequest, job_id: str) -> Answer:
-        return self._get_one(request, self._farm.get_job, job_id, "job_not_found", "print job")
+        return self._get_one(
+            request, "print_job", self._farm.get_job, job_id, "job_not_found", "print job"
+        )
 
     @app.route(f"{API_PREFIX}/print_jobs/<string:job_id>/status", methods=["POST"])
     def set_print_job_status(self, request: HTTPRequest, job_id: str) -> Answer:
@@ -582,6 +582,7 @@ class FarmAPI:
     def _get_one(
         self,
         request: HTTPRequest,
+        kind: str,
         lookup: Callable[[str], Any],
         object_id: str,
         not_found: str,
@@ -597,20 +598,27 @@ class FarmAPI:
                 raise APIError(404, not_found, f"{noun} {object_id} does not exist")
             return _json(request, 200, found.to_json())
 
-        return self._read(request, _query(request, _GET_PARAMS), answer)
+        return self._read(request, _query(request, _GET_PARAMS), answer, kind, object_id)
 
     def _read(
-        self, request: HTTPRequest, params: dict[str, str], answer: Callable[[], bytes]
+        self,
+        request: HTTPRequest,
+        params: dict[str, str],
+        answer: Callable[[], bytes],
+        kind: str,
+        object_id: str | None = None,
     ) -> Answer:
         """
         Call C{answer} once a linearizable read may be served locally, or at
         once if the client asked for C{consistency=stale}.  A stale answer
-        depends on the request and the applied state alone, so the server
-        may send it again while nothing more is applied (L{mark_reusable}).
+        about the C{kind} object C{object_id} (a listing of that kind if
+        L{None}) depends on the request and on that part of the applied
+        state alone, so the server may send it again while the part's
+        change stamp stays (L{mark_reusable}, L{FarmState.stamp_reader}).
         """
         mode = params.get("consistency", "linearizable").lower()
         if mode == "stale":
-            mark_reusable(request, self._applied_index)
+            mark_reusable(request, self._farm.stamp_reader(kind, object_id))
             return answer()
         if mode != "linearizable":
             raise bad_request("consistency must be linearizable or stale")

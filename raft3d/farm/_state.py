@@ -74,6 +74,7 @@ from ._fields import (
 )
 from ._records import Filament, Page, Printer, PrintJob
 from ._snapshot import MalformedSnapshot, NotStreamable, decode_map, encode_map
+from ._stamps import ChangeStamps, kind_stamp, object_stamp
 from ._status import JobStatus, check_transition, parse_status
 from ._tables import STATUS_CODES, Filaments, Jobs, Printers
 
@@ -94,6 +95,11 @@ _JOB_KEYS: Final = frozenset(
 _STATUS_KEYS: Final = frozenset({"op", "id", "status", "at"})
 
 _NO_SEQS: Final = array("i")
+
+KINDS: Final = ("printer", "filament", "print_job")
+"""
+The kinds of object, as L{FarmState.stamp_reader} names them.
+"""
 
 
 def _check_keys(command: dict[Any, Any], expected: frozenset[str]) -> None:
@@ -127,6 +133,7 @@ class FarmState:
         self._printers = Printers()
         self._filaments = Filaments()
         self._jobs = Jobs(self._printers, self._filaments)
+        self._stamps = {kind: ChangeStamps() for kind in KINDS}
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, FarmState):
@@ -159,9 +166,41 @@ class FarmState:
             handler = _HANDLERS.get(op) if isinstance(op, str) else None
             if handler is None:
                 raise MalformedCommand(f"unknown operation {op!r:.80}")
-            return {"ok": handler(self, command)}
+            return {"ok": handler(self, index, command)}
         except FarmError as e:
             return e.to_result()
+
+    # -- change stamps ------------------------------------------------------
+
+    def stamp_reader(self, kind: str, object_id: str | None = None) -> Callable[[], int]:
+        """
+        A function returning the index of the last entry that added or
+        changed the C{kind} object C{object_id} (any object of that kind if
+        L{None}, or if there is no such object yet): while it returns the
+        same number, what reads of that object (or listings of that kind)
+        answer has not changed.  See L{raft3d.farm._stamps}.
+
+        @param kind: C{"printer"}, C{"filament"} or C{"print_job"}.
+        """
+        stamps = self._stamps[kind]
+
+        def current() -> ChangeStamps:
+            return self._stamps[kind]
+
+        if object_id is not None:
+            seq = self._table(kind).index.get(object_id)
+            if seq is not None:
+                return object_stamp(current, stamps, seq)
+        return kind_stamp(current, stamps)
+
+    def _table(self, kind: str) -> Printers | Filaments | Jobs:
+        if kind == "printer":
+            return self._printers
+        if kind == "filament":
+            return self._filaments
+        if kind == "print_job":
+            return self._jobs
+        raise KeyError(kind)
 
     def snapshot(self) -> bytes:
         """
@@ -337,7 +376,7 @@ class FarmState:
 
     # -- operations ---------------------------------------------------------
 
-    def _create_printer(self, command: dict[Any, Any]) -> dict[str, Any]:
+    def _create_printer(self, index: int, command: dict[Any, Any]) -> dict[str, Any]:
         _check_keys(command, _PRINTER_KEYS)
         printer_id = check_id(command["id"])
         company = check_text(command["company"], "company", MAX_NAME_LENGTH)
@@ -347,11 +386,12 @@ class FarmState:
         if printer_id in printers.index:
             raise Conflict(f"printer {printer_id} already exists")
         seq = printers.add(printer_id, company, model, at, at)
+        self._stamps["printer"].stamp(seq, index)
         # The record from the command's own values, equal to the stored
         # ones: no need to read them back from the columns.
         return {"printer": Printer(printer_id, company, model, at, at, seq).to_json()}
 
-    def _create_filament(self, command: dict[Any, Any]) -> dict[str, Any]:
+    def _create_filament(self, index: int, command: dict[Any, Any]) -> dict[str, Any]:
         _check_keys(command, _FILAMENT_KEYS)
         filament_id = check_id(command["id"])
         filament_type = check_filament_type(command["type"])
@@ -369,10 +409,11 @@ class FarmState:
         if filament_id in filaments.index:
             raise Conflict(f"filament {filament_id} already exists")
         seq = filaments.add(filament_id, filament_type, color, total, remaining, at, at)
+        self._stamps["filament"].stamp(seq, index)
         filament = Filament(filament_id, filament_type, color, total, remaining, at, at, seq)
         return {"filament": filament.to_json()}
 
-    def _create_print_job(self, command: dict[Any, Any]) -> dict[str, Any]:
+    def _create_print_job(self, index: int, command: dict[Any, Any]) -> dict[str, Any]:
         _check_keys(command, _JOB_KEYS)
         job_id = check_id(command["id"])
         printer_id = check_id(command["printer_id"], "printer_id")
@@ -400,12 +441,15 @@ class FarmState:
                 f" {reserved} g reserved by queued and running jobs)"
             )
         seq = jobs.add(job_id, printer, filament, filepath, weight, JobStatus.QUEUED, at, at)
+        self._stamps["print_job"].stamp(seq, index)
+        # Its reservation changed.
+        self._stamps["filament"].stamp(filament, index)
         job = PrintJob(
             job_id, printer_id, filament_id, filepath, weight, JobStatus.QUEUED, at, at, seq
         )
         return {"print_job": job.to_json()}
 
-    def _set_print_job_status(self, command: dict[Any, Any]) -> dict[str, Any]:
+    def _set_print_job_status(self, index: int, command: dict[Any, Any]) -> dict[str, Any]:
         _check_keys(command, _STATUS_KEYS)
         job_id = check_id(command["id"])
         target = parse_status(command["status"])
@@ -418,6 +462,7 @@ class FarmState:
         transition = check_transition(previous, target)
         # No rejection is possible past this point.
         jobs.set_status(seq, transition.target, at)
+        self._stamps["print_job"].stamp(seq, index)
         result: dict[str, Any] = {
             "print_job": jobs.record(seq).to_json(),
             "previous_status": previous.value,
@@ -426,14 +471,16 @@ class FarmState:
         filament, weight = jobs.filament[seq], jobs.weight[seq]
         if transition.releases_reservation:
             filaments.reserved[filament] -= weight
+            self._stamps["filament"].stamp(filament, index)
         if transition.consumes_filament:
             filaments.remaining[filament] -= weight
             filaments.updated_at[filament] = at
+            self._stamps["filament"].stamp(filament, index)
             result["filament"] = filaments.record(filament).to_json()
         return result
 
 
-_HANDLERS: dict[str, Callable[[FarmState, dict[Any, Any]], dict[str, Any]]] = {
+_HANDLERS: dict[str, Callable[[FarmState, int, dict[Any, Any]], dict[str, Any]]] = {
     OP_CREATE_PRINTER: FarmState._create_printer,
     OP_CREATE_FILAMENT: FarmState._create_filament,
     OP_CREATE_PRINT_JOB: FarmState._create_print_job,

@@ -237,7 +237,7 @@ class Filaments:
         self.remaining.extend(remainings)
         self.created_at.extend(created)
         self.updated_at.extend(updated)
-        self.reserved.extend(bytes(8 * len(ids)))
+        self.reserved.frombytes(bytes(8 * len(ids)))
         self.jobs.extend([None] * len(ids))
 
     def record(self, seq: int) -> Filament:

@@ -36,7 +36,8 @@ one with the same bytes is not read again.
 An answer the API marks as reusable (a stale read: see
 L{raft3d.api.mark_reusable}) is kept in the site's L{AnswerMemo}, keyed by
 the exact bytes of the request's head, and sent again for the same bytes
-without parsing them while the state is at the same version and the
+without parsing them while the part of the state it read (one object, or
+one kind for a listing) is at the same version and the
 C{Date} it carries is still the current second: dashboards polling an
 object cost little more than the system calls that move the bytes.
 """

@@ -88,6 +88,15 @@ class TableTests(SynchronousTestCase):
         self.assertEqual(bulk[1].reserved, one[1].reserved)
         self.assertEqual(bulk[1], one[1])
 
+    def test_filaments_extended(self) -> None:
+        """
+        Filaments stored in bulk have one zero reservation each, before any
+        index is rebuilt.
+        """
+        _, filaments, _ = _tables()
+        filaments.extend(["a", "b"], ["PLA"] * 2, ["c"] * 2, [9, 9], [9, 9], [T0] * 2, [T0] * 2)
+        self.assertEqual(list(filaments.reserved), [0, 0])
+
     def test_frozen_rows(self) -> None:
         """
         C{frozen_rows} counts the rows there are now and gives them as they

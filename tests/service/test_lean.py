@@ -471,7 +471,7 @@ class AnswerMemoTests(SynchronousTestCase):
     """
     Stale reads answered again from the site's L{AnswerMemo}, through the
     real API on a fake node: the same bytes as a fresh answer, and only
-    while nothing was applied and the C{Date} second is the same.
+    while what was read is unchanged and the C{Date} second is the same.
     """
 
     def setUp(self) -> None:
@@ -530,10 +530,57 @@ class AnswerMemoTests(SynchronousTestCase):
         self.assertEqual(responses[3].json[0]["id"], self.printer)
         self.assertEqual(self.served, 2)
 
+    def test_kept_while_others_change(self) -> None:
+        """
+        A kept answer about one object is used again while other objects
+        are created and changed.
+        """
+        first = self.exchange(self.stale())
+        self.exchange(_post(b"/api/v1/printers", b'{"company":"Bambu","model":"X1"}'))
+        self.exchange(
+            _post(b"/api/v1/filaments", b'{"type":"PLA","color":"red","total_weight_in_grams":9}')
+        )
+        served = self.served
+        again = self.exchange(self.stale())
+        self.assertEqual((self.served, again.json), (served, first.json))
+
+    def test_not_after_it_changes(self) -> None:
+        """
+        Once a job moves, or a Done job takes weight off its spool, the
+        kept answers about them are not used again.
+        """
+        spool = self.exchange(
+            _post(b"/api/v1/filaments", b'{"type":"PLA","color":"red","total_weight_in_grams":9}')
+        ).json["id"]
+        body = {"printer_id": self.printer, "filament_id": spool, "filepath": "a.gcode"}
+        job = self.exchange(
+            _post(b"/api/v1/print_jobs", json.dumps({**body, "print_weight_in_grams": 4}).encode())
+        ).json["id"]
+        read_job = _get(f"/api/v1/print_jobs/{job}?consistency=stale".encode())
+        read_spool = _get(f"/api/v1/filaments/{spool}?consistency=stale".encode())
+        self.assertEqual(self.exchange(read_job).json["status"], "Queued")
+        self.assertEqual(self.exchange(read_spool).json["remaining_weight_in_grams"], 9)
+        for status in (b"Running", b"Done"):
+            self.exchange(
+                _post(b"/api/v1/print_jobs/" + job.encode() + b"/status?status=" + status, b"")
+            )
+            self.assertEqual(self.exchange(read_job).json["status"], status.decode())
+        self.assertEqual(self.exchange(read_spool).json["remaining_weight_in_grams"], 5)
+
+    def test_not_after_restore(self) -> None:
+        """
+        A kept answer is not used once the state was replaced by a
+        snapshot, even by an equal one.
+        """
+        self.exchange(self.stale())
+        self.node.farm.restore(self.node.farm.snapshot())
+        self.exchange(self.stale())
+        self.assertEqual(self.served, 2)
+
     def test_not_after_apply(self) -> None:
         """
-        Once the node applied anything, the kept answer is not used again:
-        a list read sees the printer created since.
+        Once the node applied anything to a kind, a kept listing of it is
+        not used again: a list read sees the printer created since.
         """
         listing = _get(b"/api/v1/printers?consistency=stale")
         self.assertEqual(len(self.exchange(listing).json), 1)
