@@ -56,7 +56,12 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(BENCH_DIR)
 RESULTS_DIR = os.path.join(BENCH_DIR, "results")
 
-WORKLOADS = ("create", "read", "stale", "mixed")
+WORKLOADS = ("create", "read", "stale", "stale_writes", "mixed")
+WRITERS = 4
+"""
+Connections creating objects on the leader throughout a C{stale_writes}
+row, beside its stale readers: reads of one object while others change.
+"""
 MODES = ("leader", "spread")
 PHASES = ("reference", "etcd", "raft3d", "profile", "scale")
 LOG_COPY_LIMIT = 4 * 1024 * 1024
@@ -340,14 +345,38 @@ class Bench:
                 f.write(text)
         self.data["logs"][phase] = scans
 
-    def _run_row(self, row: dict[str, Any], targets: Sequence[Target], **kw: Any) -> None:
+    def _run_row(
+        self,
+        row: dict[str, Any],
+        targets: Sequence[Target],
+        writers: Sequence[Target] = (),
+        **kw: Any,
+    ) -> None:
         """
         Run one row's wrk group, recording how busy the machine was and how
-        much of that came from outside the benchmark.
+        much of that came from outside the benchmark.  C{writers} (if any)
+        create objects for the same time, in a wrk group of their own whose
+        result is the row's C{writes}.
         """
         pids = [c.pid for c in self.sup.children if c.running]
         before = sample(pids)
+        background = None
+        if writers:
+            background = self.runner.start(
+                writers,
+                system=kw["system"],
+                workload="create",
+                tag=kw["tag"] + "-w",
+                duration=self.args.duration,
+            )
         result, parts = self.runner.run(targets, duration=self.args.duration, **kw)
+        if background is not None:
+            writes, _ = self.runner.collect(background)
+            row["writes"] = writes.to_json()
+            self.say(
+                f"  {'':8} writes meanwhile: {writes.throughput:9.1f} req/s"
+                f"  p50 {writes.latency_ms(50) or 0:8.2f} ms  non-2xx {writes.non2xx}"
+            )
         row["cpu"] = usage_between(before, sample(pids), os.cpu_count() or 1)
         self._record(row, result, parts)
         foreign = row["cpu"]["foreign_busy_pct"]
@@ -426,7 +455,7 @@ class Bench:
                 return [str(uuid.uuid4()), str(uuid.uuid4())]
             cluster.put("bench/fixture", '{"company":"Bench","model":"fixture"}')
             return ["bench/fixture"]
-        if workload not in ("read", "stale", "mixed"):
+        if workload not in ("read", "stale", "stale_writes", "mixed"):
             return []
         status, _, printer = request(
             "POST", addr, "/api/v1/printers", {"company": "Bench", "model": "fixture"}
@@ -518,10 +547,14 @@ class Bench:
                 f"{conns} connection(s) cannot be spread over {len(cluster.members)} members"
             )
             return leader
+        writers = (
+            [Target(cluster.http_addrs[leader], WRITERS)] if workload == "stale_writes" else []
+        )
         try:
             self._run_row(
                 row,
                 targets,
+                writers,
                 system=system,
                 workload=workload,
                 tag=f"{system[0]}{workload}-{mode[0]}{conns}",

@@ -139,6 +139,38 @@ def comparison_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+def writes_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """
+    The writes that ran beside the rows that have them (C{stale_writes}):
+    their throughput and p50 latency, Raft3D next to etcd; empty if no
+    row has any.
+    """
+    lines = []
+    for (workload, mode, conns), left, right in pair_rows(rows):
+        sides = [row.get("writes") if row else None for row in (left, right)]
+        if not any(sides):
+            continue
+        cells = [workload, mode, str(conns)]
+        for writes in sides:
+            if not isinstance(writes, Mapping):
+                cells += ["–", "", ""]
+                continue
+            cells += [
+                _num(float(writes["throughput_rps"]), 0),
+                _ms(writes, "p50"),
+                _errors(writes),
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    if not lines:
+        return ""
+    return (
+        "Writes (creates on the leader) running beside the rows above that have them:\n\n"
+        "| workload | load on | reader conns | Raft3D writes/s | p50 | non-2xx |"
+        " etcd writes/s | p50 | non-2xx |\n"
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|\n" + "\n".join(lines) + "\n"
+    )
+
+
 def reference_table(rows: Sequence[Mapping[str, Any]], fdatasync: Mapping[str, Any] | None) -> str:
     """
     The reference rows: the one-process Twisted handlers per connection
@@ -345,6 +377,7 @@ def markdown(data: Mapping[str, Any]) -> str:
         + "\n",
         "## Raft3D vs etcd\n",
         comparison_table(data.get("rows", [])),
+        writes_table(data.get("rows", [])),
         "## Reference rows\n",
         reference_table(data.get("reference_rows", []), data.get("fdatasync")),
         "## Scale run\n",

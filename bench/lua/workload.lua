@@ -3,7 +3,7 @@
 --   wrk ... -s workload.lua URL -- SYSTEM WORKLOAD TAG [QUOTA] [FIXTURE...]
 --
 -- SYSTEM is raft3d or etcd (the etcd v3 JSON gateway); WORKLOAD one of
--- create, read, stale, mixed, page, load_printers, load_filaments, load_jobs;
+-- create, read, stale, stale_writes, mixed, page, load_printers, load_filaments, load_jobs;
 -- TAG makes this wrk process's keys unique (with the thread number and a
 -- counter); QUOTA (0 = none) stops each thread once that many 2xx answers
 -- came back (the scale run's loader); FIXTURE are the ids or keys the
@@ -201,6 +201,11 @@ local builders = {
       mixed = etcd_mixed,
    },
 }
+
+-- Stale reads of one object while another wrk creates objects (the
+-- harness runs that one with WORKLOAD create).
+builders.raft3d.stale_writes = builders.raft3d.stale
+builders.etcd.stale_writes = builders.etcd.stale
 
 local builder
 

@@ -25,7 +25,7 @@ class ArgsTests(SynchronousTestCase):
         args = parse_args([])
         self.assertEqual(args.connections, [1, 16, 64, 256])
         self.assertEqual((args.duration, args.scale, args.profile_seconds), (10, 50_000, 20))
-        self.assertEqual(args.workloads, ["create", "read", "stale", "mixed"])
+        self.assertEqual(args.workloads, ["create", "read", "stale", "stale_writes", "mixed"])
 
     def test_quick(self) -> None:
         """

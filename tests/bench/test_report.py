@@ -15,6 +15,7 @@ from bench._report import (
     ratio,
     reference_table,
     scale_section,
+    writes_table,
 )
 
 
@@ -107,6 +108,29 @@ class TableTests(SynchronousTestCase):
         self.assertIn("| create | spread | 1 | skipped |", lines[3])
         self.assertIn("| read | leader | 1 | failed |", lines[4])
         self.assertIn("not run", lines[4])
+
+    def test_writes(self) -> None:
+        """
+        The writes beside a row, Raft3D then etcd; no table when no row
+        has any.
+        """
+        self.assertEqual(writes_table(ROWS), "")
+        rows = [
+            {
+                "system": system,
+                "workload": "stale_writes",
+                "mode": "leader",
+                "connections": 64,
+                "result": result(9000.0, 1.0, 3.0),
+                "writes": result(rps, p50, p50 * 3),
+            }
+            for system, rps, p50 in (("raft3d", 800.0, 4.5), ("etcd", 700.0, 5.25))
+        ]
+        lines = writes_table(rows).splitlines()
+        self.assertEqual(
+            lines[-1], "| stale_writes | leader | 64 | 800 | 4.50 | 0 | 700 | 5.25 | 0 |"
+        )
+        self.assertIn("Raft3D writes/s", lines[2])
 
     def test_reference(self) -> None:
         """
