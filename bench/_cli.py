@@ -39,7 +39,7 @@ from typing import Any, Callable, Sequence
 
 import attrs
 
-from ._clusters import Cluster, EtcdCluster, Raft3DCluster
+from ._clusters import Cluster, EtcdCluster, Raft3DCluster, raft3d_fixture
 from ._cpu import sample, usage_between
 from ._flame import parse_collapsed, summarise
 from ._logs import scan_etcd, scan_raft3d
@@ -50,18 +50,13 @@ from ._profile import run_profile
 from ._report import chart, markdown
 from ._scale import ScaleRun
 from ._stats import latency_summary
-from ._wrk import Runner, Target, WrkFailed, row_targets
+from ._wrk import Runner, Target, WrkFailed, row_targets, row_writers
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(BENCH_DIR)
 RESULTS_DIR = os.path.join(BENCH_DIR, "results")
 
 WORKLOADS = ("create", "read", "stale", "stale_writes", "mixed")
-WRITERS = 4
-"""
-Connections creating objects on the leader throughout a C{stale_writes}
-row, beside its stale readers: reads of one object while others change.
-"""
 MODES = ("leader", "spread")
 PHASES = ("reference", "etcd", "raft3d", "profile", "scale")
 LOG_COPY_LIMIT = 4 * 1024 * 1024
@@ -360,18 +355,10 @@ class Bench:
         """
         pids = [c.pid for c in self.sup.children if c.running]
         before = sample(pids)
-        background = None
-        if writers:
-            background = self.runner.start(
-                writers,
-                system=kw["system"],
-                workload="create",
-                tag=kw["tag"] + "-w",
-                duration=self.args.duration,
-            )
-        result, parts = self.runner.run(targets, duration=self.args.duration, **kw)
-        if background is not None:
-            writes, _ = self.runner.collect(background)
+        result, parts, writes = self.runner.run_beside(
+            targets, writers, duration=self.args.duration, **kw
+        )
+        if writes is not None:
             row["writes"] = writes.to_json()
             self.say(
                 f"  {'':8} writes meanwhile: {writes.throughput:9.1f} req/s"
@@ -455,24 +442,7 @@ class Bench:
                 return [str(uuid.uuid4()), str(uuid.uuid4())]
             cluster.put("bench/fixture", '{"company":"Bench","model":"fixture"}')
             return ["bench/fixture"]
-        if workload not in ("read", "stale", "stale_writes", "mixed"):
-            return []
-        status, _, printer = request(
-            "POST", addr, "/api/v1/printers", {"company": "Bench", "model": "fixture"}
-        )
-        if status != 201:
-            raise RuntimeError(f"creating the fixture printer failed: {status} {printer!r:.200}")
-        if workload != "mixed":
-            return [printer["id"]]
-        status, _, filament = request(
-            "POST",
-            addr,
-            "/api/v1/filaments",
-            {"type": "PLA", "color": "grey", "total_weight_in_grams": 1_000_000_000},
-        )
-        if status != 201:
-            raise RuntimeError(f"creating the fixture filament failed: {status} {filament!r:.200}")
-        return [printer["id"], filament["id"]]
+        return raft3d_fixture(addr, workload)
 
     def compare(self, systems: Sequence[str], workload: str) -> None:
         """
@@ -547,9 +517,7 @@ class Bench:
                 f"{conns} connection(s) cannot be spread over {len(cluster.members)} members"
             )
             return leader
-        writers = (
-            [Target(cluster.http_addrs[leader], WRITERS)] if workload == "stale_writes" else []
-        )
+        writers = row_writers(cluster.http_addrs, leader, workload)
         try:
             self._run_row(
                 row,

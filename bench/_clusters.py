@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 import attrs
 
-from ._net import HOST, free_ports, try_json, wait_for
+from ._net import HOST, free_ports, request, try_json, wait_for
 from ._procs import Child, Supervisor
 
 START_TIMEOUT = 60.0
@@ -287,6 +287,32 @@ class EtcdCluster(Cluster):
         body = {"key": b64(key), "value": b64(value)}
         if try_json("POST", self.members[0].http_addr, "/v3/kv/put", body) is None:
             raise RuntimeError(f"etcd put of {key!r} failed")
+
+
+def raft3d_fixture(addr: str, workload: str) -> list[str]:
+    """
+    Create, through C{addr}, what a Raft3D row of C{workload} needs (see
+    C{bench/lua/workload.lua}): the printer the reads read, and for
+    C{mixed} the spool its jobs use.  Their ids, in that order.
+    """
+    if workload not in ("read", "stale", "stale_writes", "mixed"):
+        return []
+    status, _, printer = request(
+        "POST", addr, "/api/v1/printers", {"company": "Bench", "model": "fixture"}
+    )
+    if status != 201:
+        raise RuntimeError(f"creating the fixture printer failed: {status} {printer!r:.200}")
+    if workload != "mixed":
+        return [printer["id"]]
+    status, _, filament = request(
+        "POST",
+        addr,
+        "/api/v1/filaments",
+        {"type": "PLA", "color": "grey", "total_weight_in_grams": 1_000_000_000},
+    )
+    if status != 201:
+        raise RuntimeError(f"creating the fixture filament failed: {status} {filament!r:.200}")
+    return [printer["id"], filament["id"]]
 
 
 def b64(text: str) -> str:

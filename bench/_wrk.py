@@ -59,6 +59,21 @@ def row_targets(
     return [Target(a, n) for a, n in zip(http_addrs, split, strict=True)]
 
 
+WRITERS = 4
+"""
+Connections creating objects on the leader throughout a C{stale_writes}
+row, beside its stale readers: reads of one object while others change.
+"""
+
+
+def row_writers(http_addrs: Sequence[str], leader: int, workload: str) -> list[Target]:
+    """
+    The wrk processes that create objects beside a row of C{workload}:
+    L{WRITERS} connections on the leader for C{stale_writes}, else none.
+    """
+    return [Target(http_addrs[leader], WRITERS)] if workload == "stale_writes" else []
+
+
 def wrk_argv(
     wrk: str,
     target: Target,
@@ -138,6 +153,32 @@ class Runner:
             fixture=fixture,
         )
         return self.collect(group)
+
+    def run_beside(
+        self,
+        targets: Sequence[Target],
+        writers: Sequence[Target],
+        *,
+        system: str,
+        workload: str,
+        tag: str,
+        duration: int,
+        fixture: Sequence[str] = (),
+    ) -> tuple[WrkResult, list[WrkResult], WrkResult | None]:
+        """
+        L{run}, with C{writers} (if any) creating objects for the same
+        time in a group of their own; the third result is theirs.
+        """
+        background = None
+        if writers:
+            background = self.start(
+                writers, system=system, workload="create", tag=f"{tag}-w", duration=duration
+            )
+        result, parts = self.run(
+            targets, system=system, workload=workload, tag=tag, duration=duration, fixture=fixture
+        )
+        writes = self.collect(background)[0] if background is not None else None
+        return result, parts, writes
 
     def start(
         self,

@@ -3,7 +3,7 @@
 C{python -m bench.ab}: two or more builds of Raft3D, side by side.
 
 Each build gets its own three-node cluster; all of them run at once, and
-short rows of creates take turns in an order that rotates every round and
+short rows of one workload (creates unless told) take turns in an order that rotates every round and
 reverses every other round, so that the machine's drift (+-25% here within
 minutes) falls on every build alike.  What counts is each round's ratio to
 the first build, summarised by its median and by how many rounds it won:
@@ -27,16 +27,16 @@ from typing import Callable, Sequence
 
 import attrs
 
-from ._clusters import Raft3DCluster
+from ._clusters import Raft3DCluster, raft3d_fixture
 from ._procs import Supervisor, install_signal_handlers
 from ._stats import split_connections
-from ._wrk import Runner, Target, row_targets
+from ._wrk import Runner, Target, row_targets, row_writers
 
 
 @attrs.frozen
 class Sample:
     """
-    One row of one build: creates per second and latency percentiles (ms).
+    One row of one build: requests per second and latency percentiles (ms).
     """
 
     throughput: float
@@ -81,13 +81,19 @@ def summarise(samples: dict[str, list[Sample]]) -> list[str]:
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m bench.ab",
-        description="Creates on two or more Raft3D builds side by side (docs/performance.md).",
+        description="Two or more Raft3D builds side by side (docs/performance.md).",
     )
     p.add_argument("twistd", nargs="+", help="a twistd per build; the first is the baseline")
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--seconds", type=int, default=5, help="length of one row")
     p.add_argument("--connections", type=int, default=1)
     p.add_argument("--mode", choices=("leader", "spread"), default="leader")
+    p.add_argument(
+        "--workload",
+        choices=("create", "read", "stale", "stale_writes", "mixed"),
+        default="create",
+        help="the rows' workload, as in python -m bench (default create)",
+    )
     p.add_argument("--warmup", type=int, default=3, help="seconds of load per cluster first")
     p.add_argument("--wrk", default="wrk")
     p.add_argument("--work-dir", default=None)
@@ -107,12 +113,14 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, list[
         with Supervisor(say) as supervisor:
             runner = Runner(supervisor, wrk=args.wrk, threads=1, timeout=10, say=say)
             clusters: dict[str, Raft3DCluster] = {}
+            fixtures: dict[str, list[str]] = {}
             for name, twistd in zip(names, args.twistd, strict=True):
                 base_dir = os.path.join(work, name.replace(":", "-"))
                 os.makedirs(base_dir)
                 cluster = clusters[name] = Raft3DCluster(supervisor, base_dir, say, twistd)
                 cluster.start()
-                cluster.wait_ready()
+                leader = cluster.wait_ready()
+                fixtures[name] = raft3d_fixture(cluster.http_addrs[leader], args.workload)
             for cluster in clusters.values():
                 if args.warmup:
                     target = Target(cluster.http_addrs[cluster.wait_ready()], 16)
@@ -126,16 +134,17 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, list[
             for round_number in range(args.rounds):
                 for name in rotation(names, round_number):
                     cluster = clusters[name]
-                    targets = row_targets(
-                        cluster.http_addrs, cluster.wait_ready(), args.mode, args.connections
-                    )
+                    leader = cluster.wait_ready()
+                    targets = row_targets(cluster.http_addrs, leader, args.mode, args.connections)
                     assert targets is not None  # parse_args refused such a spread
-                    result, _ = runner.run(
+                    result, _, _ = runner.run_beside(
                         targets,
+                        row_writers(cluster.http_addrs, leader, args.workload),
                         system="raft3d",
-                        workload="create",
+                        workload=args.workload,
                         tag=f"ab{round_number}",
                         duration=args.seconds,
+                        fixture=fixtures[name],
                     )
                     samples[name].append(
                         Sample(
@@ -165,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     samples = run(args, lambda text: print(text, flush=True) if "PROBLEM" in text else None)
     where = "on the leader" if args.mode == "leader" else "spread over the members"
     print(
-        f"== creates, {args.connections} connection(s) {where},"
+        f"== {args.workload}, {args.connections} connection(s) {where},"
         f" {args.rounds} rounds of {args.seconds} s"
     )
     for line in summarise(samples):

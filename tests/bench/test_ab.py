@@ -64,4 +64,8 @@ class ArgumentTests(SynchronousTestCase):
         self.assertRaises(SystemExit, parse_args, ["twistd"])
         self.assertRaises(SystemExit, parse_args, ["a", "b", "--mode", "spread"])
         args = parse_args(["a", "b", "--connections", "16", "--mode", "spread"])
-        self.assertEqual((args.twistd, args.connections), (["a", "b"], 16))
+        self.assertEqual((args.twistd, args.connections, args.workload), (["a", "b"], 16, "create"))
+        self.assertEqual(
+            parse_args(["a", "b", "--workload", "stale_writes"]).workload, "stale_writes"
+        )
+        self.assertRaises(SystemExit, parse_args, ["a", "b", "--workload", "page"])
