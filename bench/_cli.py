@@ -32,14 +32,13 @@ import sys
 import tempfile
 import time
 import traceback
-import uuid
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Callable, Sequence
 
 import attrs
 
-from ._clusters import Cluster, EtcdCluster, Raft3DCluster, raft3d_fixture
+from ._clusters import Cluster, EtcdCluster, Raft3DCluster, row_fixture
 from ._cpu import sample, usage_between
 from ._flame import parse_collapsed, summarise
 from ._logs import scan_etcd, scan_raft3d
@@ -435,15 +434,6 @@ class Bench:
 
     # -- comparison rows ------------------------------------------------------
 
-    def _fixture(self, cluster: Cluster, leader: int, workload: str) -> list[str]:
-        addr = cluster.http_addrs[leader]
-        if isinstance(cluster, EtcdCluster):
-            if workload == "mixed":
-                return [str(uuid.uuid4()), str(uuid.uuid4())]
-            cluster.put("bench/fixture", '{"company":"Bench","model":"fixture"}')
-            return ["bench/fixture"]
-        return raft3d_fixture(addr, workload)
-
     def compare(self, systems: Sequence[str], workload: str) -> None:
         """
         Run C{workload}'s rows on a fresh cluster of each of C{systems}.
@@ -463,7 +453,7 @@ class Bench:
                 try:
                     cluster.start()
                     leader = cluster.wait_ready()
-                    fixture = self._fixture(cluster, leader, workload)
+                    fixture = row_fixture(cluster, leader, workload)
                 except (RuntimeError, OSError) as e:
                     self.problem(f"{phase} aborted", f"{type(e).__name__}: {e}")
                     self._finish_cluster(cluster, phase)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import os
+import uuid
 from typing import Any, Callable, Sequence
 
 import attrs
@@ -287,6 +288,19 @@ class EtcdCluster(Cluster):
         body = {"key": b64(key), "value": b64(value)}
         if try_json("POST", self.members[0].http_addr, "/v3/kv/put", body) is None:
             raise RuntimeError(f"etcd put of {key!r} failed")
+
+
+def row_fixture(cluster: Cluster, leader: int, workload: str) -> list[str]:
+    """
+    Create what a row of C{workload} on C{cluster} needs (see
+    C{bench/lua/workload.lua}) and return its ids or keys.
+    """
+    if isinstance(cluster, EtcdCluster):
+        if workload == "mixed":
+            return [str(uuid.uuid4()), str(uuid.uuid4())]
+        cluster.put("bench/fixture", '{"company":"Bench","model":"fixture"}')
+        return ["bench/fixture"]
+    return raft3d_fixture(cluster.http_addrs[leader], workload)
 
 
 def raft3d_fixture(addr: str, workload: str) -> list[str]:

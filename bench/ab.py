@@ -12,7 +12,10 @@ rounds is larger than the change.
 
 A build is a C{twistd} that loads it, for example a five-line wrapper that
 puts a source tree first on C{sys.path} and calls
-C{twisted.scripts.twistd.run()}.
+C{twisted.scripts.twistd.run()}.  With C{--etcd PATH}, an etcd cluster
+takes part too, as the baseline: the rounds then measure Raft3D against
+etcd the same way, for rows whose ratio is closer than the machine's drift
+between two rows of one full benchmark run.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Callable, Sequence
 
 import attrs
 
-from ._clusters import Raft3DCluster, raft3d_fixture
+from ._clusters import Cluster, EtcdCluster, Raft3DCluster, row_fixture
 from ._procs import Supervisor, install_signal_handlers
 from ._stats import split_connections
 from ._wrk import Runner, Target, row_targets, row_writers
@@ -83,7 +86,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         prog="python -m bench.ab",
         description="Two or more Raft3D builds side by side (docs/performance.md).",
     )
-    p.add_argument("twistd", nargs="+", help="a twistd per build; the first is the baseline")
+    p.add_argument(
+        "twistd", nargs="+", help="a twistd per build; the first is the baseline unless --etcd"
+    )
+    p.add_argument("--etcd", default=None, help="an etcd binary: etcd takes part, as the baseline")
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--seconds", type=int, default=5, help="length of one row")
     p.add_argument("--connections", type=int, default=1)
@@ -98,35 +104,41 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--wrk", default="wrk")
     p.add_argument("--work-dir", default=None)
     args = p.parse_args(argv)
-    if len(args.twistd) < 2:
-        p.error("give at least two builds")
+    if len(args.twistd) + (args.etcd is not None) < 2:
+        p.error("give at least two builds, or one and --etcd")
     if args.mode == "spread" and not split_connections(args.connections, 3):
         p.error(f"{args.connections} connection(s) cannot be spread over 3 members")
     return args
 
 
 def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, list[Sample]]:
-    names = [f"{i}:{os.path.basename(t)}" for i, t in enumerate(args.twistd)]
+    systems = ([("etcd", args.etcd)] if args.etcd else []) + [("raft3d", t) for t in args.twistd]
+    names = [f"{i}:{os.path.basename(path)}" for i, (_, path) in enumerate(systems)]
     samples: dict[str, list[Sample]] = {name: [] for name in names}
+    system_of = {name: system for name, (system, _) in zip(names, systems, strict=True)}
     work = tempfile.mkdtemp(prefix="raft3d-ab-", dir=args.work_dir)
     try:
         with Supervisor(say) as supervisor:
             runner = Runner(supervisor, wrk=args.wrk, threads=1, timeout=10, say=say)
-            clusters: dict[str, Raft3DCluster] = {}
+            clusters: dict[str, Cluster] = {}
             fixtures: dict[str, list[str]] = {}
-            for name, twistd in zip(names, args.twistd, strict=True):
+            for name, (system, path) in zip(names, systems, strict=True):
                 base_dir = os.path.join(work, name.replace(":", "-"))
                 os.makedirs(base_dir)
-                cluster = clusters[name] = Raft3DCluster(supervisor, base_dir, say, twistd)
+                cluster: Cluster
+                if system == "etcd":
+                    cluster = EtcdCluster(supervisor, base_dir, say, path)
+                else:
+                    cluster = Raft3DCluster(supervisor, base_dir, say, path)
+                clusters[name] = cluster
                 cluster.start()
-                leader = cluster.wait_ready()
-                fixtures[name] = raft3d_fixture(cluster.http_addrs[leader], args.workload)
-            for cluster in clusters.values():
+                fixtures[name] = row_fixture(cluster, cluster.wait_ready(), args.workload)
+            for name, cluster in clusters.items():
                 if args.warmup:
                     target = Target(cluster.http_addrs[cluster.wait_ready()], 16)
                     runner.run(
                         [target],
-                        system="raft3d",
+                        system=system_of[name],
                         workload="create",
                         tag="warm",
                         duration=args.warmup,
@@ -140,7 +152,7 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, list[
                     result, _, _ = runner.run_beside(
                         targets,
                         row_writers(cluster.http_addrs, leader, args.workload),
-                        system="raft3d",
+                        system=system_of[name],
                         workload=args.workload,
                         tag=f"ab{round_number}",
                         duration=args.seconds,

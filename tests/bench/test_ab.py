@@ -62,6 +62,7 @@ class ArgumentTests(SynchronousTestCase):
         member.
         """
         self.assertRaises(SystemExit, parse_args, ["twistd"])
+        self.assertEqual(parse_args(["twistd", "--etcd", "/usr/bin/etcd"]).etcd, "/usr/bin/etcd")
         self.assertRaises(SystemExit, parse_args, ["a", "b", "--mode", "spread"])
         args = parse_args(["a", "b", "--connections", "16", "--mode", "spread"])
         self.assertEqual((args.twistd, args.connections, args.workload), (["a", "b"], 16, "create"))
