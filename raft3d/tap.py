@@ -243,14 +243,14 @@ _HTTP = HTTPLimits()
 
 def _snapshot_runner(
     encoder: str, reactor: Any
-) -> Callable[[Callable[[], bytes]], Deferred[bytes]]:
+) -> Callable[[Callable[[], Sequence[bytes]]], Deferred[bytes]]:
     """
     What runs a snapshot's encoder off the reactor: a forked child, or a
     thread of the reactor's pool.
     """
     if encoder == "fork":
         return lambda work: run_in_child(reactor, work)
-    return lambda work: run_in_pool(reactor, work)
+    return lambda work: run_in_pool(reactor, lambda: b"".join(work()))
 
 
 SNAPSHOT_STAGGER = 0.5

@@ -25,7 +25,7 @@ import random
 import struct
 import zlib
 from collections import deque
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import attrs
 import cbor2
@@ -188,17 +188,27 @@ def snapshot_document(sm: bytes, sessions: Any) -> bytes:
     large copy (C{cbor2.dumps} would hold the GIL, and stall the reactor,
     while it copies a snapshot of hundreds of megabytes).
     """
-    return b"".join(
-        (
-            b"\xa3",
-            cbor2.dumps("v"),
-            cbor2.dumps(SNAPSHOT_FORMAT),
-            cbor2.dumps("sm"),
-            _byte_string_head(len(sm)),
-            sm,
-            cbor2.dumps("sessions"),
-            cbor2.dumps(sessions),
-        )
+    return b"".join(snapshot_pieces(sm, sessions))
+
+
+def snapshot_pieces(sm: bytes, sessions: Any) -> tuple[bytes, bytes, bytes]:
+    """
+    L{snapshot_document} in three pieces, C{sm} itself the middle one: who
+    writes them out needs no copy of C{sm} (a forked encoder writing to a
+    file would otherwise hold the state machine's bytes twice).
+    """
+    return (
+        b"".join(
+            (
+                b"\xa3",
+                cbor2.dumps("v"),
+                cbor2.dumps(SNAPSHOT_FORMAT),
+                cbor2.dumps("sm"),
+                _byte_string_head(len(sm)),
+            )
+        ),
+        sm,
+        cbor2.dumps("sessions") + cbor2.dumps(sessions),
     )
 
 
@@ -347,7 +357,9 @@ class RaftNode:
     With C{run_in_thread} (C{deferToThreadPool} on the reactor's pool, or
     a function that runs its argument in a forked child) and a state
     machine that provides L{IBackgroundSnapshot}, snapshots are encoded
-    there: the reactor only freezes the state.  Without it they are encoded
+    there: the reactor only freezes the state.  The encoder it is given
+    returns the snapshot in pieces (L{snapshot_pieces}); it fires with
+    their concatenation.  Without it they are encoded
     inline, which the simulation relies on to be deterministic.
 
     @ivar on_fatal: called with a reason when the node had to halt because
@@ -367,7 +379,7 @@ class RaftNode:
         state_machine: IStateMachine,
         settings: NodeSettings | None = None,
         rng: random.Random | None = None,
-        run_in_thread: Callable[[Callable[[], bytes]], Deferred[bytes]] | None = None,
+        run_in_thread: Callable[[Callable[[], Sequence[bytes]]], Deferred[bytes]] | None = None,
     ) -> None:
         self.node_id = node_id
         self._run_in_thread = run_in_thread
@@ -1241,7 +1253,7 @@ class RaftNode:
 
     # -- snapshots --------------------------------------------------------------------
 
-    def _snapshot_encoder(self) -> Callable[[], bytes]:
+    def _snapshot_encoder(self) -> Callable[[], Sequence[bytes]]:
         """
         Freeze the state machine and the sessions as they are now; return
         the function that encodes them into one snapshot.
@@ -1255,8 +1267,8 @@ class RaftNode:
             def encode_sm() -> bytes:
                 return data
 
-        def encode() -> bytes:
-            return snapshot_document(encode_sm(), sessions)
+        def encode() -> Sequence[bytes]:
+            return snapshot_pieces(encode_sm(), sessions)
 
         return encode
 
@@ -1264,7 +1276,7 @@ class RaftNode:
         encode = self._snapshot_encoder()
         if self._run_in_thread is not None and IBackgroundSnapshot.providedBy(self._sm):
             return self._run_in_thread(encode)
-        return succeed(encode())
+        return succeed(b"".join(encode()))
 
     def _restore(self, meta: SnapshotMeta, data: bytes) -> None:
         decoded = cbor2.loads(data)

@@ -28,7 +28,7 @@ import signal
 import sys
 import traceback
 from functools import partial
-from typing import Callable, NoReturn, TypeVar
+from typing import Callable, NoReturn, Sequence, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorThreads
@@ -65,9 +65,12 @@ class ChildFailed(Exception):
     """
 
 
-def run_in_child(reactor: IReactorThreads, work: Callable[[], bytes]) -> Deferred[bytes]:
+def run_in_child(reactor: IReactorThreads, work: Callable[[], Sequence[bytes]]) -> Deferred[bytes]:
     """
-    Call C{work} in a forked child and fire with what it returns.
+    Call C{work} in a forked child and fire with what it returns: pieces
+    of bytes, which the child writes one after the other and the parent
+    reads back as one, so that the child never joins them (the pieces of a
+    snapshot hold the state machine's bytes, hundreds of megabytes).
 
     When the process cannot fork (no memory for the page tables, too many
     processes), C{work} runs in the reactor's thread pool instead.
@@ -97,12 +100,14 @@ def run_in_pool(reactor: IReactorThreads, work: Callable[[], _T]) -> Deferred[_T
     return deferToThreadPool(reactor, reactor.getThreadPool(), work)
 
 
-def _in_thread(reactor: IReactorThreads, work: Callable[[], bytes], e: OSError) -> Deferred[bytes]:
+def _in_thread(
+    reactor: IReactorThreads, work: Callable[[], Sequence[bytes]], e: OSError
+) -> Deferred[bytes]:
     _log.warn("cannot fork to encode a snapshot ({error}); encoding in a thread", error=e)
-    return run_in_pool(reactor, work)
+    return run_in_pool(reactor, lambda: b"".join(work()))
 
 
-def _child(work: Callable[[], bytes], out: int, parent: int) -> NoReturn:
+def _child(work: Callable[[], Sequence[bytes]], out: int, parent: int) -> NoReturn:
     code = 1
     try:
         if _prctl is not None:
@@ -119,7 +124,8 @@ def _child(work: Callable[[], bytes], out: int, parent: int) -> NoReturn:
         os.closerange(3, out)
         limit = os.sysconf("SC_OPEN_MAX")
         os.closerange(out + 1, limit if limit > 0 else 1 << 16)
-        _write_all(out, work())
+        for piece in work():
+            _write_all(out, piece)
         code = 0
     except BaseException:
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import shutil
 import tempfile
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import cbor2
 from twisted.internet.defer import Deferred, fail
@@ -39,6 +39,7 @@ from raft3d.raft._node import (
     NodeSettings,
     RaftNode,
     snapshot_document,
+    snapshot_pieces,
 )
 from raft3d.storage import DiskStorage, MemoryStorage
 from raft3d.testing import RecordingStateMachine, SimCluster, sim_settings
@@ -51,7 +52,7 @@ def _single(
     storage: Any,
     settings: NodeSettings | None = None,
     machine: RecordingStateMachine | None = None,
-    run_in_thread: Callable[[Callable[[], bytes]], Deferred[bytes]] | None = None,
+    run_in_thread: Callable[[Callable[[], Sequence[bytes]]], Deferred[bytes]] | None = None,
 ) -> tuple[RaftNode, RecordingStateMachine]:
     if machine is None:
         machine = RecordingStateMachine("solo", Invariants())
@@ -529,6 +530,9 @@ class SnapshotDocumentTests(SynchronousTestCase):
             sm = bytes(range(256)) * (size // 256) + bytes(size % 256)
             expected = cbor2.dumps({"v": SNAPSHOT_FORMAT, "sm": sm, "sessions": sessions})
             self.assertEqual(snapshot_document(sm, sessions), expected, size)
+            pieces = snapshot_pieces(sm, sessions)
+            self.assertIs(pieces[1], sm)
+            self.assertEqual(b"".join(pieces), expected, size)
 
 
 class _BulkyMachine(RecordingStateMachine):
@@ -995,10 +999,10 @@ class DiskFullTests(SynchronousTestCase):
         clock = Clock()
         storage = MemoryStorage(clock, random.Random(3), fsync_delay=(0.001, 0.002))
         machine = _FreezingMachine("solo", Invariants())
-        jobs: list[Callable[[], bytes]] = []
+        jobs: list[Callable[[], Sequence[bytes]]] = []
         results: list[Deferred[bytes]] = []
 
-        def run_in_thread(work: Callable[[], bytes]) -> Deferred[bytes]:
+        def run_in_thread(work: Callable[[], Sequence[bytes]]) -> Deferred[bytes]:
             jobs.append(work)
             d: Deferred[bytes] = Deferred()
             results.append(d)
@@ -1014,7 +1018,7 @@ class DiskFullTests(SynchronousTestCase):
         self.assertEqual((len(jobs), machine.snapshots, machine.freezes), (1, 0, 1))
         frozen_at = machine.frozen_at[0]
         self.assertGreater(len(machine.items), frozen_at)
-        results[0].callback(jobs[0]())
+        results[0].callback(b"".join(jobs[0]()))
         _run(clock, 0.1)
         meta = node.status().snapshot_index
         self.assertGreater(meta, 0)

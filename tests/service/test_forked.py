@@ -26,7 +26,8 @@ reactor: Any = _reactor
 
 class RunInChildTests(TestCase):
     """
-    L{run_in_child} fires with the bytes the function returned in the child.
+    L{run_in_child} fires with the pieces of bytes the function returned in
+    the child, joined.
     """
 
     @inlineCallbacks
@@ -38,8 +39,8 @@ class RunInChildTests(TestCase):
         """
         state = [bytes([i % 251]) * 1000 for i in range(20_000)]
 
-        def work() -> bytes:
-            return b"".join(state)
+        def work() -> list[bytes]:
+            return [b"".join(state[:7]), b"", b"".join(state[7:])]
 
         expected = b"".join(state)
         d = run_in_child(reactor, work)
@@ -53,7 +54,7 @@ class RunInChildTests(TestCase):
         """
         The function runs in a child: its process id is not ours.
         """
-        data = yield run_in_child(reactor, lambda: str(os.getpid()).encode())
+        data = yield run_in_child(reactor, lambda: [str(os.getpid()).encode()])
         self.assertNotEqual(int(data), os.getpid())
 
     @inlineCallbacks
@@ -61,7 +62,7 @@ class RunInChildTests(TestCase):
         """
         An empty result is a result.
         """
-        data = yield run_in_child(reactor, lambda: b"")
+        data = yield run_in_child(reactor, lambda: [])
         self.assertEqual(data, b"")
 
     @inlineCallbacks
@@ -71,7 +72,7 @@ class RunInChildTests(TestCase):
         whose message carries the child's traceback.
         """
 
-        def work() -> bytes:
+        def work() -> list[bytes]:
             raise RuntimeError("no room on the build plate")
 
         d = run_in_child(reactor, work)
@@ -86,9 +87,9 @@ class RunInChildTests(TestCase):
         naming the signal.
         """
 
-        def work() -> bytes:
+        def work() -> list[bytes]:
             os.kill(os.getpid(), 9)
-            return b"never"
+            return [b"never"]
 
         failure = yield self.assertFailure(run_in_child(reactor, work), ChildFailed)
         self.assertIn("killed by signal 9", str(failure))
@@ -106,12 +107,12 @@ class RunInChildTests(TestCase):
         listener.listen()
         fd = listener.fileno()
 
-        def work() -> bytes:
+        def work() -> list[bytes]:
             try:
                 os.fstat(fd)
             except OSError as e:
-                return errno.errorcode[e.errno].encode()
-            return b"open"
+                return [errno.errorcode[e.errno].encode()]
+            return [b"open"]
 
         data = yield run_in_child(reactor, work)
         self.assertEqual(data, b"EBADF")
@@ -130,8 +131,8 @@ class RunInChildTests(TestCase):
         globalLogPublisher.addObserver(events.append)
         self.addCleanup(globalLogPublisher.removeObserver, events.append)
         self.patch(_forked.os, "fork", refuse)
-        data = yield run_in_child(reactor, lambda: str(os.getpid()).encode())
-        self.assertEqual(int(data), os.getpid())
+        data = yield run_in_child(reactor, lambda: [b"pid ", str(os.getpid()).encode()])
+        self.assertEqual(data, b"pid %d" % os.getpid())
         warned = [e for e in events if e.get("log_namespace") == _forked.__name__]
         self.assertEqual(len(warned), 1)
         self.assertIn("encoding in a thread", warned[0]["log_format"])
@@ -141,7 +142,7 @@ class RunInChildTests(TestCase):
         """
         Several children at once each answer with their own result.
         """
-        ds = [run_in_child(reactor, lambda i=i: b"%d" % i * 1000) for i in range(4)]
+        ds = [run_in_child(reactor, lambda i=i: [b"%d" % i * 1000]) for i in range(4)]
         d = gatherResults(ds)
         d.addCallback(lambda got: self.assertEqual(got, [b"%d" % i * 1000 for i in range(4)]))
         return d
@@ -157,7 +158,7 @@ def work():
         f.write(str(os.getpid()))
     os.rename(sys.argv[1] + ".tmp", sys.argv[1])
     time.sleep(120)
-    return b""
+    return []
 
 reactor.callWhenRunning(run_in_child, reactor, work)
 reactor.run()
