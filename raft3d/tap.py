@@ -30,6 +30,7 @@ import gc
 import os
 import stat
 import sys
+from functools import partial
 from typing import Any, Callable, Sequence, cast
 
 import attrs
@@ -50,7 +51,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from raft3d.api import FarmAPI
 from raft3d.api import HTTPClient as ForwardingClient
 from raft3d.farm import FarmState
-from raft3d.raft import Member
+from raft3d.raft import Member, SnapshotWriter, bytes_written_by
 from raft3d.raft._node import NodeSettings, RaftNode
 from raft3d.service import (
     EXIT_CANNOT_START,
@@ -241,16 +242,14 @@ def _seconds(name: str) -> Any:
 _HTTP = HTTPLimits()
 
 
-def _snapshot_runner(
-    encoder: str, reactor: Any
-) -> Callable[[Callable[[], Sequence[bytes]]], Deferred[bytes]]:
+def _snapshot_runner(encoder: str, reactor: Any) -> Callable[[SnapshotWriter], Deferred[bytes]]:
     """
     What runs a snapshot's encoder off the reactor: a forked child, or a
     thread of the reactor's pool.
     """
     if encoder == "fork":
         return lambda work: run_in_child(reactor, work)
-    return lambda work: run_in_pool(reactor, lambda: b"".join(work()))
+    return lambda work: run_in_pool(reactor, partial(bytes_written_by, work))
 
 
 SNAPSHOT_STAGGER = 0.5

@@ -6,7 +6,7 @@ A snapshot is one CBOR map whose big values are arrays of rows.  Encoding
 or decoding it as one Python object would build every row of a million
 objects at once (about 600 bytes each: more than the state itself) and leave
 the heap fragmented afterwards.  These functions write and read the same
-bytes a row at a time: L{encode_map} gives exactly what
+bytes a row at a time: L{encode_map} (or L{iter_map}, in chunks) gives exactly what
 C{cbor2.dumps(doc, canonical=True)} gives for the equivalent document, and
 L{decode_map} hands each row of the chosen arrays to a callback as it is
 decoded.
@@ -15,7 +15,7 @@ decoded.
 from __future__ import annotations
 
 import io
-from typing import Any, Callable, Final, Iterable, Mapping, Sequence
+from typing import Any, Callable, Final, Iterable, Iterator, Mapping, Sequence
 
 import attrs
 import cbor2
@@ -83,28 +83,39 @@ def _canonical_order(keys: Iterable[str]) -> list[str]:
 
 def encode_map(doc: Mapping[str, Any]) -> bytes:
     """
-    Encode C{doc} as canonical CBOR, writing the rows of each L{Rows} value
-    a batch at a time.
+    Encode C{doc} as canonical CBOR, the rows of each L{Rows} value a batch
+    at a time (L{iter_map}, joined).
 
     @raise ValueError: if a L{Rows} batch has the wrong number of rows.
     """
     out = io.BytesIO()
-    out.write(head(_MAP, len(doc)))
+    for chunk in iter_map(doc):
+        out.write(chunk)
+    return out.getvalue()
+
+
+def iter_map(doc: Mapping[str, Any]) -> Iterator[bytes | memoryview]:
+    """
+    The bytes of L{encode_map} in chunks, each made when asked for: a
+    batch of rows at most, so that they can be written out as they come.
+
+    @raise ValueError: if a L{Rows} batch has the wrong number of rows.
+    """
+    yield head(_MAP, len(doc))
     for key in _canonical_order(doc):
-        out.write(cbor2.dumps(key, canonical=True))
+        yield cbor2.dumps(key, canonical=True)
         value = doc[key]
         if not isinstance(value, Rows):
-            out.write(cbor2.dumps(value, canonical=True))
+            yield cbor2.dumps(value, canonical=True)
             continue
-        out.write(head(_ARRAY, value.count))
+        yield head(_ARRAY, value.count)
         for start in range(0, value.count, _CHUNK):
             stop = min(start + _CHUNK, value.count)
             rows = value.batch(start, stop)
             if len(rows) != stop - start:
                 raise ValueError(f"{key}: {len(rows)} rows for {start}..{stop}")
             encoded = cbor2.dumps(rows, canonical=True)
-            out.write(memoryview(encoded)[len(head(_ARRAY, len(rows))) :])
-    return out.getvalue()
+            yield memoryview(encoded)[len(head(_ARRAY, len(rows))) :]
 
 
 def _read_head(decoder: cbor2.CBORDecoder) -> tuple[int, int | None]:

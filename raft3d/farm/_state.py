@@ -43,7 +43,7 @@ from typing import Any, Callable, Final, Iterator, NoReturn, TypeVar, cast
 import cbor2
 from zope.interface import implementer
 
-from ..raft import IBackgroundSnapshot, IStateMachine
+from ..raft import IBackgroundSnapshot, IStateMachine, IStreamingSnapshot
 from ._columns import IdIndex
 from ._commands import (
     OP_CREATE_FILAMENT,
@@ -73,7 +73,7 @@ from ._fields import (
     check_weight,
 )
 from ._records import Filament, Page, Printer, PrintJob
-from ._snapshot import MalformedSnapshot, NotStreamable, decode_map, encode_map
+from ._snapshot import MalformedSnapshot, NotStreamable, decode_map, encode_map, iter_map
 from ._stamps import ChangeStamps, kind_stamp, object_stamp
 from ._status import JobStatus, check_transition, parse_status
 from ._tables import STATUS_CODES, Filaments, Jobs, Printers
@@ -123,7 +123,7 @@ def _check_at(value: object) -> str:
     return check_text(value, "at", MAX_TIMESTAMP_LENGTH)
 
 
-@implementer(IStateMachine, IBackgroundSnapshot)
+@implementer(IStateMachine, IBackgroundSnapshot, IStreamingSnapshot)
 class FarmState:
     """
     Printers, filaments and print jobs, changed only by L{apply}.
@@ -229,14 +229,26 @@ class FarmState:
         rows (about a millisecond), so the thread applying commands gets
         the GIL back within the interpreter's switch interval.
         """
-        doc: dict[str, Any] = {
+        return partial(encode_map, self._frozen_document())
+
+    # -- IStreamingSnapshot -----------------------------------------------
+
+    def freeze_chunks(self) -> Callable[[], Iterator[bytes | memoryview]]:
+        """
+        L{freeze}, whose function gives the same bytes in chunks as it
+        encodes them (a batch of rows at most), to be written out as they
+        come: a forked encoder then never holds the whole snapshot.
+        """
+        return partial(iter_map, self._frozen_document())
+
+    def _frozen_document(self) -> dict[str, Any]:
+        return {
             "format": SNAPSHOT_FORMAT,
             "version": SNAPSHOT_VERSION,
             "printers": self._printers.frozen_rows(),
             "filaments": self._filaments.frozen_rows(),
             "jobs": self._jobs.frozen_rows(),
         }
-        return partial(encode_map, doc)
 
     def restore(self, data: bytes) -> None:
         """

@@ -13,6 +13,7 @@ from ._interfaces import (
     IRaftNode,
     IRaftStorage,
     IStateMachine,
+    IStreamingSnapshot,
     LeadershipTransferInProgress,
     LoadedState,
     NodeStatus,
@@ -42,7 +43,7 @@ from ._messages import (
     decode_message,
     encode_message,
 )
-from ._node import NodeSettings, RaftNode
+from ._node import NodeSettings, RaftNode, SnapshotWriter, bytes_written_by
 from ._types import (
     Configuration,
     Entry,
@@ -71,6 +72,7 @@ __all__ = [
     "IRaftStorage",
     "IBackgroundSnapshot",
     "IStateMachine",
+    "IStreamingSnapshot",
     "InstallSnapshot",
     "InstallSnapshotResponse",
     "LeadershipTransferInProgress",
@@ -86,6 +88,7 @@ __all__ = [
     "ProposalDropped",
     "ProtocolError",
     "RaftNode",
+    "SnapshotWriter",
     "RaftError",
     "Propose",
     "ProposeResponse",
@@ -96,6 +99,7 @@ __all__ = [
     "SnapshotMeta",
     "StorageFull",
     "TimeoutNow",
+    "bytes_written_by",
     "decode_message",
     "encode_message",
 ]

@@ -10,7 +10,7 @@ implement these interfaces; the core and the driver only know them.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -214,6 +214,19 @@ class IBackgroundSnapshot(Interface):
         Capture the state as it is now (copies of what may change, no
         encoding) and return a function that encodes exactly that state:
         the same bytes L{IStateMachine.snapshot} would return now.
+        """
+
+
+class IStreamingSnapshot(IBackgroundSnapshot):
+    """
+    A state machine whose background snapshot comes in chunks, so that the
+    encoder can write it out as it goes instead of holding all of it.
+    """
+
+    def freeze_chunks() -> Callable[[], Iterable[bytes | memoryview]]:
+        """
+        L{IBackgroundSnapshot.freeze}, whose function gives the same bytes
+        in chunks, in order, each made when asked for.
         """
 
 

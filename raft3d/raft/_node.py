@@ -21,11 +21,12 @@ a second HTTP request.
 from __future__ import annotations
 
 import heapq
+import io
 import random
 import struct
 import zlib
 from collections import deque
-from typing import Any, Callable, Sequence
+from typing import IO, Any, Callable, Iterable
 
 import attrs
 import cbor2
@@ -46,6 +47,7 @@ from ._interfaces import (
     IRaftNode,
     IRaftStorage,
     IStateMachine,
+    IStreamingSnapshot,
     LeadershipTransferInProgress,
     NodeStatus,
     NoLeader,
@@ -183,33 +185,78 @@ def _byte_string_head(length: int) -> bytes:
 def snapshot_document(sm: bytes, sessions: Any) -> bytes:
     """
     C{cbor2.dumps({"v": SNAPSHOT_FORMAT, "sm": sm, "sessions": sessions})},
-    byte for byte, without encoding C{sm} again: the state machine's bytes
-    are copied by one C{bytes.join}, which lets other threads run during a
-    large copy (C{cbor2.dumps} would hold the GIL, and stall the reactor,
-    while it copies a snapshot of hundreds of megabytes).
+    byte for byte, without encoding C{sm} again (L{write_snapshot_document}
+    into memory).
     """
-    return b"".join(snapshot_pieces(sm, sessions))
+    return bytes_written_by(lambda out: write_snapshot_document(out, (sm,), sessions))
 
 
-def snapshot_pieces(sm: bytes, sessions: Any) -> tuple[bytes, bytes, bytes]:
+SnapshotWriter = Callable[[IO[bytes]], None]
+"""
+Writes a snapshot document into a seekable binary file, from its current
+position (see L{write_snapshot_document}).
+"""
+
+_SHORT_STATE = 1 << 16
+"""
+State machine bytes shorter than this are written with the shortest head
+once they are all there; longer ones with a four-byte length, which is the
+shortest head for them, filled in at the end.
+"""
+
+
+def write_snapshot_document(
+    out: IO[bytes], sm_chunks: Iterable[bytes | memoryview], sessions: Any
+) -> None:
     """
-    L{snapshot_document} in three pieces, C{sm} itself the middle one: who
-    writes them out needs no copy of C{sm} (a forked encoder writing to a
-    file would otherwise hold the state machine's bytes twice).
+    Write L{snapshot_document} of the state machine's bytes, given in
+    chunks, to C{out} as they come: a snapshot of hundreds of megabytes is
+    never held whole, or copied.  The byte string's length goes before its
+    bytes, so once there are 64 KiB of them it is written as a placeholder
+    of the canonical size and filled in at the end.
+
+    @raise ValueError: if the state machine's bytes reach 4 GiB.
     """
-    return (
-        b"".join(
-            (
-                b"\xa3",
-                cbor2.dumps("v"),
-                cbor2.dumps(SNAPSHOT_FORMAT),
-                cbor2.dumps("sm"),
-                _byte_string_head(len(sm)),
-            )
-        ),
-        sm,
-        cbor2.dumps("sessions") + cbor2.dumps(sessions),
-    )
+    start = b"\xa3" + cbor2.dumps("v") + cbor2.dumps(SNAPSHOT_FORMAT) + cbor2.dumps("sm")
+    end = cbor2.dumps("sessions") + cbor2.dumps(sessions)
+    chunks = iter(sm_chunks)
+    first: list[bytes | memoryview] = []
+    size = 0
+    for chunk in chunks:
+        first.append(chunk)
+        size += len(chunk)
+        if size >= _SHORT_STATE:
+            break
+    else:
+        out.write(start + _byte_string_head(size))
+        for chunk in first:
+            out.write(chunk)
+        out.write(end)
+        return
+    out.write(start)
+    length_at = out.tell()
+    out.write(bytes(5))
+    for chunk in first:
+        out.write(chunk)
+    for chunk in chunks:
+        out.write(chunk)
+        size += len(chunk)
+    if size >= 1 << 32:
+        raise ValueError(f"a state machine snapshot of {size} bytes is too large")
+    after = out.tell()
+    out.seek(length_at)
+    out.write(_byte_string_head(size))
+    out.seek(after)
+    out.write(end)
+
+
+def bytes_written_by(write: SnapshotWriter) -> bytes:
+    """
+    What C{write} writes into a file, from memory.
+    """
+    out = io.BytesIO()
+    write(out)
+    return out.getvalue()
 
 
 def _is_envelope(payload: bytes) -> bool:
@@ -357,9 +404,10 @@ class RaftNode:
     With C{run_in_thread} (C{deferToThreadPool} on the reactor's pool, or
     a function that runs its argument in a forked child) and a state
     machine that provides L{IBackgroundSnapshot}, snapshots are encoded
-    there: the reactor only freezes the state.  The encoder it is given
-    returns the snapshot in pieces (L{snapshot_pieces}); it fires with
-    their concatenation.  Without it they are encoded
+    there: the reactor only freezes the state.  It is given a
+    L{SnapshotWriter} and fires with the bytes that wrote; with a state
+    machine that provides L{IStreamingSnapshot} too, the writer encodes
+    and writes a batch at a time.  Without it they are encoded
     inline, which the simulation relies on to be deterministic.
 
     @ivar on_fatal: called with a reason when the node had to halt because
@@ -379,7 +427,7 @@ class RaftNode:
         state_machine: IStateMachine,
         settings: NodeSettings | None = None,
         rng: random.Random | None = None,
-        run_in_thread: Callable[[Callable[[], Sequence[bytes]]], Deferred[bytes]] | None = None,
+        run_in_thread: Callable[[SnapshotWriter], Deferred[bytes]] | None = None,
     ) -> None:
         self.node_id = node_id
         self._run_in_thread = run_in_thread
@@ -1253,22 +1301,29 @@ class RaftNode:
 
     # -- snapshots --------------------------------------------------------------------
 
-    def _snapshot_encoder(self) -> Callable[[], Sequence[bytes]]:
+    def _snapshot_encoder(self) -> SnapshotWriter:
         """
         Freeze the state machine and the sessions as they are now; return
-        the function that encodes them into one snapshot.
+        the function that encodes them into one snapshot document and
+        writes it out.
         """
         sessions = self._sessions.to_wire()
-        if IBackgroundSnapshot.providedBy(self._sm):
+        sm_chunks: Callable[[], Iterable[bytes | memoryview]]
+        if IStreamingSnapshot.providedBy(self._sm):
+            sm_chunks = self._sm.freeze_chunks()
+        elif IBackgroundSnapshot.providedBy(self._sm):
             encode_sm = self._sm.freeze()
+
+            def sm_chunks() -> Iterable[bytes]:
+                return (encode_sm(),)
         else:
             data = self._sm.snapshot()
 
-            def encode_sm() -> bytes:
-                return data
+            def sm_chunks() -> Iterable[bytes]:
+                return (data,)
 
-        def encode() -> Sequence[bytes]:
-            return snapshot_pieces(encode_sm(), sessions)
+        def encode(out: IO[bytes]) -> None:
+            write_snapshot_document(out, sm_chunks(), sessions)
 
         return encode
 
@@ -1276,7 +1331,7 @@ class RaftNode:
         encode = self._snapshot_encoder()
         if self._run_in_thread is not None and IBackgroundSnapshot.providedBy(self._sm):
             return self._run_in_thread(encode)
-        return succeed(b"".join(encode()))
+        return succeed(bytes_written_by(encode))
 
     def _restore(self, meta: SnapshotMeta, data: bytes) -> None:
         decoded = cbor2.loads(data)

@@ -28,12 +28,14 @@ import signal
 import sys
 import traceback
 from functools import partial
-from typing import Callable, NoReturn, Sequence, TypeVar
+from typing import IO, Callable, NoReturn, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+
+from ..raft import bytes_written_by
 
 _log = Logger()
 _T = TypeVar("_T")
@@ -65,12 +67,12 @@ class ChildFailed(Exception):
     """
 
 
-def run_in_child(reactor: IReactorThreads, work: Callable[[], Sequence[bytes]]) -> Deferred[bytes]:
+def run_in_child(reactor: IReactorThreads, work: Callable[[IO[bytes]], None]) -> Deferred[bytes]:
     """
-    Call C{work} in a forked child and fire with what it returns: pieces
-    of bytes, which the child writes one after the other and the parent
-    reads back as one, so that the child never joins them (the pieces of a
-    snapshot hold the state machine's bytes, hundreds of megabytes).
+    Call C{work} in a forked child with a file to write its result into
+    (a seekable memory file), and fire with what it wrote: a snapshot's
+    encoder writes each batch as it encodes it, and never holds the
+    snapshot whole.
 
     When the process cannot fork (no memory for the page tables, too many
     processes), C{work} runs in the reactor's thread pool instead.
@@ -101,13 +103,13 @@ def run_in_pool(reactor: IReactorThreads, work: Callable[[], _T]) -> Deferred[_T
 
 
 def _in_thread(
-    reactor: IReactorThreads, work: Callable[[], Sequence[bytes]], e: OSError
+    reactor: IReactorThreads, work: Callable[[IO[bytes]], None], e: OSError
 ) -> Deferred[bytes]:
     _log.warn("cannot fork to encode a snapshot ({error}); encoding in a thread", error=e)
-    return run_in_pool(reactor, lambda: b"".join(work()))
+    return run_in_pool(reactor, partial(bytes_written_by, work))
 
 
-def _child(work: Callable[[], Sequence[bytes]], out: int, parent: int) -> NoReturn:
+def _child(work: Callable[[IO[bytes]], None], out: int, parent: int) -> NoReturn:
     code = 1
     try:
         if _prctl is not None:
@@ -124,11 +126,12 @@ def _child(work: Callable[[], Sequence[bytes]], out: int, parent: int) -> NoRetu
         os.closerange(3, out)
         limit = os.sysconf("SC_OPEN_MAX")
         os.closerange(out + 1, limit if limit > 0 else 1 << 16)
-        for piece in work():
-            _write_all(out, piece)
+        with open(out, "wb", closefd=False) as file:
+            work(file)
         code = 0
     except BaseException:
         try:
+            os.lseek(out, 0, os.SEEK_END)
             _write_all(out, traceback.format_exc().encode("utf-8", "replace"))
         except BaseException:
             pass

@@ -30,7 +30,7 @@ from raft3d.farm import (
     set_print_job_status,
 )
 from raft3d.farm._snapshot import Rows
-from raft3d.raft import IBackgroundSnapshot
+from raft3d.raft import IBackgroundSnapshot, IStreamingSnapshot
 
 _STATUS_NAMES = ("Queued", "Running", "Done", "Canceled", "RUNNING", "done")
 _NEXT = {
@@ -181,6 +181,24 @@ class FreezeTests(SynchronousTestCase):
         self.assertTrue(verifyObject(IBackgroundSnapshot, farm.state))
         self.assertEqual(farm.state.freeze()(), farm.state.snapshot())
         self.assertEqual(FarmState().freeze()(), FarmState().snapshot())
+
+    def test_provides_streaming_snapshot(self) -> None:
+        """
+        L{FarmState} provides L{IStreamingSnapshot}: the chunks of a frozen
+        state, at most a batch of rows each, are its snapshot at freeze
+        time, whatever is applied while they are made.
+        """
+        farm = _Farm(2)
+        farm.run(60)
+        self.assertTrue(verifyObject(IStreamingSnapshot, farm.state))
+        expected = farm.state.snapshot()
+        chunks = farm.state.freeze_chunks()()
+        got = [bytes(next(chunks))]
+        farm.run(40)
+        got += [bytes(chunk) for chunk in chunks]
+        self.assertEqual(b"".join(got), expected)
+        self.assertGreater(len(got), 60 // 7)
+        self.assertEqual(b"".join(FarmState().freeze_chunks()()), FarmState().snapshot())
 
     @settings(max_examples=40, deadline=None, derandomize=True)
     @given(

@@ -7,10 +7,11 @@ simulated time with simulated and real disks.
 
 from __future__ import annotations
 
+import io
 import random
 import shutil
 import tempfile
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import cbor2
 from twisted.internet.defer import Deferred, fail
@@ -38,8 +39,10 @@ from raft3d.raft._node import (
     LeaderDiskFull,
     NodeSettings,
     RaftNode,
+    SnapshotWriter,
+    bytes_written_by,
     snapshot_document,
-    snapshot_pieces,
+    write_snapshot_document,
 )
 from raft3d.storage import DiskStorage, MemoryStorage
 from raft3d.testing import RecordingStateMachine, SimCluster, sim_settings
@@ -52,7 +55,7 @@ def _single(
     storage: Any,
     settings: NodeSettings | None = None,
     machine: RecordingStateMachine | None = None,
-    run_in_thread: Callable[[Callable[[], Sequence[bytes]]], Deferred[bytes]] | None = None,
+    run_in_thread: Callable[[SnapshotWriter], Deferred[bytes]] | None = None,
 ) -> tuple[RaftNode, RecordingStateMachine]:
     if machine is None:
         machine = RecordingStateMachine("solo", Invariants())
@@ -530,9 +533,25 @@ class SnapshotDocumentTests(SynchronousTestCase):
             sm = bytes(range(256)) * (size // 256) + bytes(size % 256)
             expected = cbor2.dumps({"v": SNAPSHOT_FORMAT, "sm": sm, "sessions": sessions})
             self.assertEqual(snapshot_document(sm, sessions), expected, size)
-            pieces = snapshot_pieces(sm, sessions)
-            self.assertIs(pieces[1], sm)
-            self.assertEqual(b"".join(pieces), expected, size)
+            for step in (1, 7, 4096, 65536):
+                chunks = [memoryview(sm)[i : i + step] for i in range(0, len(sm), step)]
+                out = io.BytesIO(b"before")
+                out.seek(0, io.SEEK_END)
+                write_snapshot_document(out, chunks, sessions)
+                self.assertEqual(out.getvalue(), b"before" + expected, (size, step))
+
+    def test_too_large(self) -> None:
+        """
+        State machine bytes of 4 GiB or more are refused (their length
+        would need a longer head than the one written ahead of them).
+        """
+
+        class Huge(bytes):
+            def __len__(self) -> int:
+                return 1 << 32
+
+        out = io.BytesIO()
+        self.assertRaises(ValueError, write_snapshot_document, out, [bytes(1 << 16), Huge()], [])
 
 
 class _BulkyMachine(RecordingStateMachine):
@@ -999,10 +1018,10 @@ class DiskFullTests(SynchronousTestCase):
         clock = Clock()
         storage = MemoryStorage(clock, random.Random(3), fsync_delay=(0.001, 0.002))
         machine = _FreezingMachine("solo", Invariants())
-        jobs: list[Callable[[], Sequence[bytes]]] = []
+        jobs: list[SnapshotWriter] = []
         results: list[Deferred[bytes]] = []
 
-        def run_in_thread(work: Callable[[], Sequence[bytes]]) -> Deferred[bytes]:
+        def run_in_thread(work: SnapshotWriter) -> Deferred[bytes]:
             jobs.append(work)
             d: Deferred[bytes] = Deferred()
             results.append(d)
@@ -1018,7 +1037,7 @@ class DiskFullTests(SynchronousTestCase):
         self.assertEqual((len(jobs), machine.snapshots, machine.freezes), (1, 0, 1))
         frozen_at = machine.frozen_at[0]
         self.assertGreater(len(machine.items), frozen_at)
-        results[0].callback(b"".join(jobs[0]()))
+        results[0].callback(bytes_written_by(jobs[0]))
         _run(clock, 0.1)
         meta = node.status().snapshot_index
         self.assertGreater(meta, 0)

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import IO, Any, Callable
 
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
@@ -24,23 +24,44 @@ from raft3d.service import ChildFailed, _forked, run_in_child
 reactor: Any = _reactor
 
 
+def _writes(data: bytes) -> Callable[[IO[bytes]], None]:
+    """
+    Work that writes C{data}, in the process it runs in.
+    """
+    return lambda out: out.write(data) and None
+
+
+def _write_pid(out: IO[bytes]) -> None:
+    """
+    Write the id of the process this runs in.
+    """
+    out.write(str(os.getpid()).encode())
+
+
 class RunInChildTests(TestCase):
     """
-    L{run_in_child} fires with the pieces of bytes the function returned in
-    the child, joined.
+    L{run_in_child} fires with the bytes the function wrote, in the child,
+    into the file it was given.
     """
 
     @inlineCallbacks
     def test_returns_bytes(self) -> Any:
         """
-        Large results (far more than a pipe holds) come back whole, and the
-        child worked on the state as it was when it was forked: a change
-        the parent makes afterwards is not in them.
+        Large results (far more than a pipe holds) come back whole, also
+        when written out of order, and the child worked on the state as it
+        was when it was forked: a change the parent makes afterwards is not
+        in them.
         """
         state = [bytes([i % 251]) * 1000 for i in range(20_000)]
 
-        def work() -> list[bytes]:
-            return [b"".join(state[:7]), b"", b"".join(state[7:])]
+        def work(out: IO[bytes]) -> None:
+            out.write(bytes(7))
+            out.write(state[0][7:])
+            for piece in state[1:]:
+                out.write(piece)
+            out.seek(0)
+            out.write(state[0][:7])
+            out.seek(0, os.SEEK_END)
 
         expected = b"".join(state)
         d = run_in_child(reactor, work)
@@ -54,7 +75,7 @@ class RunInChildTests(TestCase):
         """
         The function runs in a child: its process id is not ours.
         """
-        data = yield run_in_child(reactor, lambda: [str(os.getpid()).encode()])
+        data = yield run_in_child(reactor, _write_pid)
         self.assertNotEqual(int(data), os.getpid())
 
     @inlineCallbacks
@@ -62,7 +83,7 @@ class RunInChildTests(TestCase):
         """
         An empty result is a result.
         """
-        data = yield run_in_child(reactor, lambda: [])
+        data = yield run_in_child(reactor, lambda out: None)
         self.assertEqual(data, b"")
 
     @inlineCallbacks
@@ -72,7 +93,9 @@ class RunInChildTests(TestCase):
         whose message carries the child's traceback.
         """
 
-        def work() -> list[bytes]:
+        def work(out: IO[bytes]) -> None:
+            out.write(b"half a snapshot")
+            out.seek(0)
             raise RuntimeError("no room on the build plate")
 
         d = run_in_child(reactor, work)
@@ -87,9 +110,8 @@ class RunInChildTests(TestCase):
         naming the signal.
         """
 
-        def work() -> list[bytes]:
+        def work(out: IO[bytes]) -> None:
             os.kill(os.getpid(), 9)
-            return [b"never"]
 
         failure = yield self.assertFailure(run_in_child(reactor, work), ChildFailed)
         self.assertIn("killed by signal 9", str(failure))
@@ -107,12 +129,13 @@ class RunInChildTests(TestCase):
         listener.listen()
         fd = listener.fileno()
 
-        def work() -> list[bytes]:
+        def work(out: IO[bytes]) -> None:
             try:
                 os.fstat(fd)
             except OSError as e:
-                return [errno.errorcode[e.errno].encode()]
-            return [b"open"]
+                out.write(errno.errorcode[e.errno].encode())
+                return
+            out.write(b"open")
 
         data = yield run_in_child(reactor, work)
         self.assertEqual(data, b"EBADF")
@@ -131,8 +154,8 @@ class RunInChildTests(TestCase):
         globalLogPublisher.addObserver(events.append)
         self.addCleanup(globalLogPublisher.removeObserver, events.append)
         self.patch(_forked.os, "fork", refuse)
-        data = yield run_in_child(reactor, lambda: [b"pid ", str(os.getpid()).encode()])
-        self.assertEqual(data, b"pid %d" % os.getpid())
+        data = yield run_in_child(reactor, _write_pid)
+        self.assertEqual(int(data), os.getpid())
         warned = [e for e in events if e.get("log_namespace") == _forked.__name__]
         self.assertEqual(len(warned), 1)
         self.assertIn("encoding in a thread", warned[0]["log_format"])
@@ -142,7 +165,7 @@ class RunInChildTests(TestCase):
         """
         Several children at once each answer with their own result.
         """
-        ds = [run_in_child(reactor, lambda i=i: [b"%d" % i * 1000]) for i in range(4)]
+        ds = [run_in_child(reactor, _writes(b"%d" % i * 1000)) for i in range(4)]
         d = gatherResults(ds)
         d.addCallback(lambda got: self.assertEqual(got, [b"%d" % i * 1000 for i in range(4)]))
         return d
@@ -153,12 +176,11 @@ import os, sys, time
 from twisted.internet import reactor
 from raft3d.service import run_in_child
 
-def work():
+def work(out):
     with open(sys.argv[1] + ".tmp", "w") as f:
         f.write(str(os.getpid()))
     os.rename(sys.argv[1] + ".tmp", sys.argv[1])
     time.sleep(120)
-    return []
 
 reactor.callWhenRunning(run_in_child, reactor, work)
 reactor.run()
