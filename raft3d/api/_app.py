@@ -212,6 +212,17 @@ def _idempotency_key(request: HTTPRequest) -> str | None:
     )
 
 
+_NOT_FOUND: Final = {
+    "printer": ("printer_not_found", "printer"),
+    "filament": ("filament_not_found", "filament"),
+    "print_job": ("job_not_found", "print job"),
+}
+"""
+The error code and the noun of a GET of an object that does not exist, by
+kind (L{FarmState.stamp_reader}'s names).
+"""
+
+
 def _json(request: HTTPRequest, status: int, value: Any) -> bytes:
     request.setResponseCode(status)
     request.setHeader(b"content-type", _JSON)
@@ -289,6 +300,11 @@ class FarmAPI:
             raise TypeError(f"{farm!r} is not a FarmState")
         self._node = node
         self._farm = farm
+        self._lookups: dict[str, Callable[[str], Any]] = {
+            "printer": farm.get_printer,
+            "filament": farm.get_filament,
+            "print_job": farm.get_job,
+        }
         self._clock = clock
         self._new_id = id_factory
         self._now: Callable[[], str] = now if now is not None else _ISONow(clock)
@@ -347,9 +363,7 @@ class FarmAPI:
 
     @app.route(f"{API_PREFIX}/printers/<string:printer_id>", methods=["GET"])
     def get_printer(self, request: HTTPRequest, printer_id: str) -> Answer:
-        return self._get_one(
-            request, "printer", self._farm.get_printer, printer_id, "printer_not_found", "printer"
-        )
+        return self._get_one(request, "printer", printer_id)
 
     # -- filaments ------------------------------------------------------------
 
@@ -391,14 +405,7 @@ class FarmAPI:
 
     @app.route(f"{API_PREFIX}/filaments/<string:filament_id>", methods=["GET"])
     def get_filament(self, request: HTTPRequest, filament_id: str) -> Answer:
-        return self._get_one(
-            request,
-            "filament",
-            self._farm.get_filament,
-            filament_id,
-            "filament_not_found",
-            "filament",
-        )
+        return self._get_one(request, "filament", filament_id)
 
     # -- print jobs -----------------------------------------------------------
 
@@ -440,9 +447,7 @@ class FarmAPI:
 
     @app.route(f"{API_PREFIX}/print_jobs/<string:job_id>", methods=["GET"])
     def get_print_job(self, request: HTTPRequest, job_id: str) -> Answer:
-        return self._get_one(
-            request, "print_job", self._farm.get_job, job_id, "job_not_found", "print job"
-        )
+        return self._get_one(request, "print_job", job_id)
 
     @app.route(f"{API_PREFIX}/print_jobs/<string:job_id>/status", methods=["POST"])
     def set_print_job_status(self, request: HTTPRequest, job_id: str) -> Answer:
@@ -579,18 +584,13 @@ class FarmAPI:
             request.setHeader(name, value)
         return answer.body
 
-    def _get_one(
-        self,
-        request: HTTPRequest,
-        kind: str,
-        lookup: Callable[[str], Any],
-        object_id: str,
-        not_found: str,
-        noun: str,
-    ) -> Answer:
+    def _get_one(self, request: HTTPRequest, kind: str, object_id: str) -> Answer:
         """
-        Answer a GET of one object, after the read barrier the query asks for.
+        Answer a GET of the C{kind} object C{object_id}, after the read
+        barrier the query asks for.
         """
+        lookup = self._lookups[kind]
+        not_found, noun = _NOT_FOUND[kind]
 
         def answer() -> bytes:
             found = lookup(object_id)

@@ -182,15 +182,6 @@ def _byte_string_head(length: int) -> bytes:
     raise ValueError("byte string too long for CBOR")
 
 
-def snapshot_document(sm: bytes, sessions: Any) -> bytes:
-    """
-    C{cbor2.dumps({"v": SNAPSHOT_FORMAT, "sm": sm, "sessions": sessions})},
-    byte for byte, without encoding C{sm} again (L{write_snapshot_document}
-    into memory).
-    """
-    return bytes_written_by(lambda out: write_snapshot_document(out, (sm,), sessions))
-
-
 SnapshotWriter = Callable[[IO[bytes]], None]
 """
 Writes a snapshot document into a seekable binary file, from its current
@@ -204,16 +195,24 @@ once they are all there; longer ones with a four-byte length, which is the
 shortest head for them, filled in at the end.
 """
 
+_SLICE = 1 << 20
+"""
+Most bytes copied by one write: a thread writing a large snapshot into
+memory lets the reactor thread run between two slices.
+"""
+
 
 def write_snapshot_document(
     out: IO[bytes], sm_chunks: Iterable[bytes | memoryview], sessions: Any
 ) -> None:
     """
-    Write L{snapshot_document} of the state machine's bytes, given in
-    chunks, to C{out} as they come: a snapshot of hundreds of megabytes is
-    never held whole, or copied.  The byte string's length goes before its
-    bytes, so once there are 64 KiB of them it is written as a placeholder
-    of the canonical size and filled in at the end.
+    Write C{cbor2.dumps({"v": SNAPSHOT_FORMAT, "sm": sm, "sessions":
+    sessions})}, byte for byte, where C{sm} is the state machine's bytes
+    given in chunks, to C{out} as they come: a snapshot of hundreds of
+    megabytes is never held whole, copied, or encoded again.  The byte
+    string's length goes before its bytes, so once there are 64 KiB of
+    them it is written as a placeholder of the canonical size and filled
+    in at the end.
 
     @raise ValueError: if the state machine's bytes reach 4 GiB.
     """
@@ -230,16 +229,16 @@ def write_snapshot_document(
     else:
         out.write(start + _byte_string_head(size))
         for chunk in first:
-            out.write(chunk)
+            _write_sliced(out, chunk)
         out.write(end)
         return
     out.write(start)
     length_at = out.tell()
     out.write(bytes(5))
     for chunk in first:
-        out.write(chunk)
+        _write_sliced(out, chunk)
     for chunk in chunks:
-        out.write(chunk)
+        _write_sliced(out, chunk)
         size += len(chunk)
     if size >= 1 << 32:
         raise ValueError(f"a state machine snapshot of {size} bytes is too large")
@@ -248,6 +247,15 @@ def write_snapshot_document(
     out.write(_byte_string_head(size))
     out.seek(after)
     out.write(end)
+
+
+def _write_sliced(out: IO[bytes], chunk: bytes | memoryview) -> None:
+    if len(chunk) <= _SLICE:
+        out.write(chunk)
+        return
+    view = memoryview(chunk)
+    for start in range(0, len(view), _SLICE):
+        out.write(view[start : start + _SLICE])
 
 
 def bytes_written_by(write: SnapshotWriter) -> bytes:

@@ -11,6 +11,7 @@ import io
 import random
 import shutil
 import tempfile
+from functools import partial
 from typing import Any, Callable
 
 import cbor2
@@ -41,7 +42,6 @@ from raft3d.raft._node import (
     RaftNode,
     SnapshotWriter,
     bytes_written_by,
-    snapshot_document,
     write_snapshot_document,
 )
 from raft3d.storage import DiskStorage, MemoryStorage
@@ -525,15 +525,18 @@ class SnapshotDocumentTests(SynchronousTestCase):
     def test_same_bytes_as_cbor2(self) -> None:
         """
         For state-machine payloads around every CBOR length boundary, and
-        any sessions, L{snapshot_document} equals C{cbor2.dumps} of the
+        any sessions, L{write_snapshot_document} writes C{cbor2.dumps} of the
         document.
         """
         sessions = [12.5, [["idem:k", 1, {"printer": {"id": "x"}}, 3.0]]]
-        for size in (0, 1, 23, 24, 255, 256, 65535, 65536, 70000):
+        for size in (0, 1, 23, 24, 255, 256, 65535, 65536, 70000, (1 << 21) + 3):
             sm = bytes(range(256)) * (size // 256) + bytes(size % 256)
             expected = cbor2.dumps({"v": SNAPSHOT_FORMAT, "sm": sm, "sessions": sessions})
-            self.assertEqual(snapshot_document(sm, sessions), expected, size)
-            for step in (1, 7, 4096, 65536):
+            whole = bytes_written_by(
+                partial(write_snapshot_document, sm_chunks=[sm], sessions=sessions)
+            )
+            self.assertEqual(whole, expected, size)
+            for step in (1, 7, 4096, 65536) if size < 1 << 17 else (65536, 1 << 21):
                 chunks = [memoryview(sm)[i : i + step] for i in range(0, len(sm), step)]
                 out = io.BytesIO(b"before")
                 out.seek(0, io.SEEK_END)
