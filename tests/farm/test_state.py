@@ -806,23 +806,17 @@ _COMMANDS = st.one_of(
 # Histories start with two printers and two spools, so that jobs are
 # created, reserve, move and consume often enough to matter.
 _SETUP = [
-    create_printer(id="pa", company="c", model="m", at=T0),
-    create_printer(id="pb", company="c", model="m", at=T0),
-    create_filament(
-        id="fa",
-        type="pla",
-        color="c",
-        total_weight_in_grams=5000,
-        remaining_weight_in_grams=5000,
-        at=T0,
-    ),
-    create_filament(
-        id="fb",
-        type="pla",
-        color="c",
-        total_weight_in_grams=600,
-        remaining_weight_in_grams=600,
-        at=T0,
+    *(create_printer(id=pid, company="c", model="m", at=T0) for pid in ("pa", "pb")),
+    *(
+        create_filament(
+            id=fid,
+            type="pla",
+            color="c",
+            total_weight_in_grams=grams,
+            remaining_weight_in_grams=grams,
+            at=T0,
+        )
+        for fid, grams in (("fa", 5000), ("fb", 600))
     ),
 ]
 _HISTORIES = st.lists(_COMMANDS, min_size=20, max_size=60).map(lambda commands: _SETUP + commands)
