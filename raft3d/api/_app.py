@@ -300,11 +300,6 @@ class FarmAPI:
             raise TypeError(f"{farm!r} is not a FarmState")
         self._node = node
         self._farm = farm
-        self._lookups: dict[str, Callable[[str], Any]] = {
-            "printer": farm.get_printer,
-            "filament": farm.get_filament,
-            "print_job": farm.get_job,
-        }
         self._clock = clock
         self._new_id = id_factory
         self._now: Callable[[], str] = now if now is not None else _ISONow(clock)
@@ -589,11 +584,10 @@ class FarmAPI:
         Answer a GET of the C{kind} object C{object_id}, after the read
         barrier the query asks for.
         """
-        lookup = self._lookups[kind]
         not_found, noun = _NOT_FOUND[kind]
 
         def answer() -> bytes:
-            found = lookup(object_id)
+            found = self._farm.get(kind, object_id)
             if found is None:
                 raise APIError(404, not_found, f"{noun} {object_id} does not exist")
             return _json(request, 200, found.to_json())

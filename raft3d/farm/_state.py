@@ -269,6 +269,14 @@ class FarmState:
 
     # -- reads --------------------------------------------------------------
 
+    def get(self, kind: str, object_id: str) -> Printer | Filament | PrintJob | None:
+        """
+        The C{kind} object C{object_id} (L{stamp_reader}'s kinds), if any.
+        """
+        table = self._table(kind)
+        seq = table.index.get(object_id)
+        return None if seq is None else table.record(seq)
+
     def get_printer(self, printer_id: str) -> Printer | None:
         seq = self._printers.index.get(printer_id)
         return None if seq is None else self._printers.record(seq)
